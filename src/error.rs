@@ -1,0 +1,89 @@
+//! The library's error type.
+//!
+//! Expected outcomes (end of log, torn tail cut on recovery) are return values, not errors.
+//! Every filesystem error carries the path it happened on.
+
+use std::path::PathBuf;
+
+/// Result alias used across the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in eventbus.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A filesystem operation failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done ("open", "write", "fdatasync", ...).
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// An earlier fsync (or a failed write that could not be undone) left the log in an unknown
+    /// state; nothing more is written until the log is reopened (see PostgreSQL's "fsyncgate").
+    #[error("event log {path} is poisoned after a failed {cause}; reopen it to recover")]
+    Poisoned {
+        /// The event set's directory.
+        path: PathBuf,
+        /// The failure that poisoned it.
+        cause: String,
+    },
+
+    /// Stored data is damaged at a place where a crash cannot explain it (inside a sealed
+    /// segment, before valid frames of the active segment, or a gap in the offset chain).
+    #[error("corruption in {path} at byte {position}: {detail}")]
+    Corrupt {
+        /// The damaged file.
+        path: PathBuf,
+        /// Byte position in that file.
+        position: u64,
+        /// What is wrong.
+        detail: String,
+    },
+
+    /// A record could not be encoded or decoded.
+    #[error("codec: {0}")]
+    Codec(String),
+
+    /// A caller passed something invalid; `field` names it.
+    #[error("invalid {field}: {message}")]
+    Invalid {
+        /// The offending field or argument.
+        field: String,
+        /// The rule that was broken.
+        message: String,
+    },
+
+    /// The log was closed while the request was waiting.
+    #[error("event log is closed")]
+    Closed,
+}
+
+impl Error {
+    /// Wraps an I/O error with the operation and the path it concerns.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A caller error naming the offending field.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// True when the underlying cause is "no space left on device".
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, Error::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC))
+    }
+}
