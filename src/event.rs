@@ -119,7 +119,11 @@ mod tests {
 
     #[test]
     fn to_json_emits_time_as_epoch_ms_and_raw_data() {
-        let mut e = Event::new("id-1", "cvm.cloud.tencent", "cvm:ErrorEvent:PingUnreachable");
+        let mut e = Event::new(
+            "id-1",
+            "cvm.cloud.tencent",
+            "cvm:ErrorEvent:PingUnreachable",
+        );
         e.time_ms = 1_615_430_559_146;
         e.data = br#"{"instanceId":"ins-1"}"#.to_vec();
         e.extensions.insert("replayname".into(), "\"r1\"".into());

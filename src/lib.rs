@@ -40,12 +40,12 @@
 //! log.close().unwrap();
 //! ```
 
+pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod error;
 pub mod event;
 pub mod store;
-pub mod cli;
 
 pub use codec::Record;
 pub use config::{PersistPolicy, RetentionPolicy};

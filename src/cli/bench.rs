@@ -1,2 +1,5 @@
-pub fn run(_a: BenchArgs) -> anyhow::Result<std::process::ExitCode> { todo!() }
-#[derive(Debug, clap::Args)] pub struct BenchArgs {}
+pub fn run(_a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
+    todo!()
+}
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {}

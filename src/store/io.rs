@@ -244,14 +244,14 @@ impl SimIo {
             let mut survivor = inode.durable.clone();
             if let Some(rng) = rng.as_mut()
                 && inode.current.len() > inode.durable.len()
-                    && inode.current.starts_with(&inode.durable)
-                {
-                    let extra = inode.current.len() - inode.durable.len();
-                    let keep = (rng.next() % (extra as u64 + 1)) as usize;
-                    survivor.extend_from_slice(
-                        &inode.current[inode.durable.len()..inode.durable.len() + keep],
-                    );
-                }
+                && inode.current.starts_with(&inode.durable)
+            {
+                let extra = inode.current.len() - inode.durable.len();
+                let keep = (rng.next() % (extra as u64 + 1)) as usize;
+                survivor.extend_from_slice(
+                    &inode.current[inode.durable.len()..inode.durable.len() + keep],
+                );
+            }
             inode.current = survivor;
         }
         for dir in st.dirs.values_mut() {

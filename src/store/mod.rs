@@ -315,7 +315,9 @@ impl EventLog {
         }
         let opened = recovery::open_dir(opts.io.as_ref(), &dir, opts.index_interval_bytes)?;
         let segments: Vec<SegmentMeta> = opened.segments.into_iter().map(Into::into).collect();
-        let active = segments.last().expect("open_dir returns at least one segment");
+        let active = segments
+            .last()
+            .expect("open_dir returns at least one segment");
         let next_offset = active.next_offset;
         let last_time = segments.iter().rev().find_map(|s| s.last_time).unwrap_or(0);
         let writer_state = WriterState {
@@ -339,9 +341,9 @@ impl EventLog {
             closed: AtomicBool::new(false),
             repairs: opened.repairs,
         });
-        let max_event_bytes = opts.max_event_bytes.min(
-            MAX_FRAME_PAYLOAD_BYTES as usize - MAX_RECORD_HEADER_BYTES,
-        );
+        let max_event_bytes = opts
+            .max_event_bytes
+            .min(MAX_FRAME_PAYLOAD_BYTES as usize - MAX_RECORD_HEADER_BYTES);
         let retention = opts.retention;
         let (tx, rx) = mpsc::sync_channel(4096);
         let mut writer = Writer {
@@ -410,7 +412,10 @@ impl EventLog {
     /// Like [`EventLog::submit`] for events already encoded with [`crate::codec::encode_event`].
     pub fn submit_encoded(&self, events: Vec<EncodedEvent>) -> Result<AppendTicket> {
         if events.is_empty() {
-            return Err(Error::invalid("events", "an append needs at least one event"));
+            return Err(Error::invalid(
+                "events",
+                "an append needs at least one event",
+            ));
         }
         let mut bytes = 0;
         for (i, e) in events.iter().enumerate() {
@@ -722,7 +727,11 @@ impl Writer {
 
     fn poison(&self, cause: String) {
         tracing::error!(dir = %self.shared.dir.display(), "event log poisoned: {cause}");
-        let mut p = self.shared.poisoned.lock().unwrap_or_else(|p| p.into_inner());
+        let mut p = self
+            .shared
+            .poisoned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         p.get_or_insert(cause);
     }
 
@@ -894,7 +903,10 @@ impl Writer {
             for e in self.pending_index.drain(..) {
                 ibuf.extend_from_slice(&encode_entry(&e));
             }
-            let ipath = self.shared.dir.join(segment::index_file_name(self.st.active_base));
+            let ipath = self
+                .shared
+                .dir
+                .join(segment::index_file_name(self.st.active_base));
             self.st
                 .index
                 .file
@@ -916,7 +928,10 @@ impl Writer {
             poison: true,
         };
         self.sync_now().map_err(poison)?;
-        let ipath = self.shared.dir.join(segment::index_file_name(self.st.active_base));
+        let ipath = self
+            .shared
+            .dir
+            .join(segment::index_file_name(self.st.active_base));
         let seal = SealInfo {
             last_offset: self.st.next_offset - 1,
             end_position: self.st.active_len,
@@ -1014,9 +1029,9 @@ impl Writer {
     /// durable (directory fsync) before the next, so a crash never leaves a hole in the chain.
     fn delete_expired(&mut self) -> Result<RetentionOutcome> {
         let policy = self.opts.retention;
-        let cutoff = policy.max_age.map(|a| {
-            (self.opts.clock)().saturating_sub(a.as_millis() as u64)
-        });
+        let cutoff = policy
+            .max_age
+            .map(|a| (self.opts.clock)().saturating_sub(a.as_millis() as u64));
         let mut out = RetentionOutcome::default();
         loop {
             let victim = {
@@ -1181,10 +1196,11 @@ impl LogReader {
         // Same segment grew: keep going from where we are.
         if let Some(s) = &mut self.seg
             && let Some(m) = st.segments.iter().find(|m| m.base == s.base)
-                && s.pos < m.len {
-                    s.len = m.len;
-                    return Ok(true);
-                }
+            && s.pos < m.len
+        {
+            s.len = m.len;
+            return Ok(true);
+        }
         let i = st.segment_for(self.next);
         let m = &st.segments[i];
         let target = self.next.max(m.base);
@@ -1241,8 +1257,12 @@ impl LogReader {
                         self.buf_pos = pos;
                         let want = needed.max(READ_CHUNK).min((seg.len - pos) as usize);
                         self.buf.resize(want, 0);
-                        io::read_exact_at(seg.file.as_ref(), &mut self.buf[have..], pos + have as u64)
-                            .map_err(|e| Error::io("read", &seg.path, e))?;
+                        io::read_exact_at(
+                            seg.file.as_ref(),
+                            &mut self.buf[have..],
+                            pos + have as u64,
+                        )
+                        .map_err(|e| Error::io("read", &seg.path, e))?;
                     }
                 }
             } else {

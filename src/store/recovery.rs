@@ -109,7 +109,8 @@ pub(crate) fn list_segments(io: &dyn Io, dir: &Path, tidy: bool) -> Result<Vec<u
     if tidy {
         let mut removed = false;
         for n in &names {
-            let orphan_index = parse_index_name(n).is_some_and(|b| bases.binary_search(&b).is_err());
+            let orphan_index =
+                parse_index_name(n).is_some_and(|b| bases.binary_search(&b).is_err());
             if orphan_index || n.ends_with(".tmp") {
                 let p = dir.join(n);
                 io_op("remove", &p, io.remove_file(&p))?;
@@ -599,7 +600,10 @@ pub fn verify(io: &dyn Io, dir: &Path) -> Result<VerifyReport> {
             None => None,
         };
         if let Some((ppath, pnext)) = &prev {
-            let accepted = repairs.gaps.iter().any(|g| g.from == *pnext && g.to == base);
+            let accepted = repairs
+                .gaps
+                .iter()
+                .any(|g| g.from == *pnext && g.to == base);
             if *pnext != base && !accepted {
                 out.gaps.push(format!(
                     "{} ends before offset {pnext}, next segment {} starts at {base}",
@@ -707,7 +711,8 @@ pub fn repair(io: &dyn Io, dir: &Path) -> Result<RepairReport> {
             };
             repairs.gaps.push(gap.clone());
             out.gaps.push(gap);
-            let json = serde_json::to_vec_pretty(&repairs).map_err(|e| Error::Codec(e.to_string()))?;
+            let json =
+                serde_json::to_vec_pretty(&repairs).map_err(|e| Error::Codec(e.to_string()))?;
             write_atomic(io, dir, REPAIRS_FILE, &json)?;
         }
         // Cut the damaged segment; drop its index (rebuilt on open). An empty segment is removed.

@@ -210,9 +210,10 @@ pub fn find_valid_frame_after(
     for i in 1..buf.len() {
         if let FrameDecode::Frame { payload, .. } = decode_frame(&buf[i..])
             && let Ok((offset, _)) = decode_record_header(payload)
-                && after_offset.is_none_or(|a| offset > a) {
-                    return Ok(Some(from + i as u64));
-                }
+            && after_offset.is_none_or(|a| offset > a)
+        {
+            return Ok(Some(from + i as u64));
+        }
     }
     Ok(None)
 }
