@@ -51,4 +51,6 @@ pub use codec::Record;
 pub use config::{PersistPolicy, RetentionPolicy};
 pub use error::{Error, Result};
 pub use event::Event;
-pub use store::{AppendOutcome, EventLog, LogOptions, LogReader, LogStats, ReadOutcome};
+pub use store::{
+    AppendOutcome, EventLog, LogOptions, LogReader, LogStats, ReadOutcome, WriterStats,
+};

@@ -1,5 +1,361 @@
-pub fn run(_a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
-    todo!()
+//! `eventbus bench`: load generators. Each result is one JSON object on its own line on stdout;
+//! progress and notes go to stderr.
+//!
+//! - `bench append --mode embedded`: P producers (tokio tasks) each append and wait for the
+//!   acknowledgement before the next append, against an [`EventLog`] in a fresh directory.
+//! - `bench disk`: the disk's own limits in the same directory, for the ratios in
+//!   docs/BENCHMARKS.md: rounds of "write B bytes + fdatasync", and sequential write bandwidth.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use hdrhistogram::Histogram;
+use serde_json::json;
+
+use crate::codec::encode_event;
+use crate::config::PersistPolicy;
+use crate::event::Event;
+use crate::store::{EventLog, LogOptions};
+
+/// Arguments of `bench`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    eventbus bench append --mode embedded                    # 64 producers x 1 KiB, durable\n  \
+    eventbus bench append --mode embedded --batch 100        # producers put 100 events at once\n  \
+    eventbus bench disk                                      # fdatasync rounds and bandwidth\n\
+    Output: one JSON object per line on stdout.")]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub workload: Workload,
 }
-#[derive(Debug, clap::Args)]
-pub struct BenchArgs {}
+
+/// Bench workloads.
+#[derive(Debug, Subcommand)]
+pub enum Workload {
+    /// Append throughput and latency.
+    Append(AppendArgs),
+    /// The disk's limits: write+fdatasync rounds per second, sequential bandwidth.
+    Disk(DiskArgs),
+}
+
+/// Where the appends go.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AppendMode {
+    /// The library in this process (EventLog), no network.
+    Embedded,
+}
+
+/// Arguments of `bench append`.
+#[derive(Debug, Args)]
+pub struct AppendArgs {
+    /// Target of the appends.
+    #[arg(long, value_enum, default_value = "embedded")]
+    pub mode: AppendMode,
+    /// Total events.
+    #[arg(long, default_value_t = 200_000)]
+    pub events: u64,
+    /// Concurrent producers; each waits for its acknowledgement before the next append.
+    #[arg(long, default_value_t = 64)]
+    pub producers: usize,
+    /// Size of each event as CloudEvents JSON, in bytes (padded in `data`).
+    #[arg(long, default_value_t = 1024)]
+    pub payload_bytes: usize,
+    /// Events per append call.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Persist policy: `always` (ack after fdatasync), `never`, or `interval-ms:N`.
+    #[arg(long, default_value = "always", value_parser = parse_persist)]
+    pub persist: PersistPolicy,
+    /// Parent directory for the bench's fresh data directory (must be a real disk, not tmpfs).
+    /// Default = the system temp dir.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Segment size. Default = 128 MiB.
+    #[arg(long, default_value_t = crate::config::DEFAULT_MAX_SEGMENT_BYTES)]
+    pub max_segment_bytes: u64,
+    /// Runtime worker threads for the producers. Default = number of CPUs.
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// Arguments of `bench disk`.
+#[derive(Debug, Args)]
+pub struct DiskArgs {
+    /// Parent directory for the test file. Default = the system temp dir.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Bytes written before each fdatasync in the sync-rounds test.
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub block_bytes: usize,
+    /// Seconds for the sync-rounds test.
+    #[arg(long, default_value_t = 3.0)]
+    pub seconds: f64,
+    /// Bytes written in the bandwidth test (1 MiB writes, one fdatasync at the end).
+    #[arg(long, default_value_t = 2 << 30)]
+    pub bandwidth_bytes: u64,
+}
+
+fn parse_persist(s: &str) -> Result<PersistPolicy, String> {
+    match s {
+        "always" => Ok(PersistPolicy::Always),
+        "never" => Ok(PersistPolicy::Never),
+        other => match other.strip_prefix("interval-ms:") {
+            Some(n) => n
+                .parse()
+                .map(PersistPolicy::IntervalMs)
+                .map_err(|e| format!("interval-ms:N needs a number: {e}")),
+            None => Err(format!(
+                "unknown persist policy `{other}` (always, never, interval-ms:N)"
+            )),
+        },
+    }
+}
+
+/// Runs `bench`.
+pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    match args.workload {
+        Workload::Append(a) => append(a),
+        Workload::Disk(a) => disk(a),
+    }
+}
+
+fn bench_dir(parent: Option<&Path>, prefix: &str) -> anyhow::Result<tempfile::TempDir> {
+    let parent = parent
+        .map(Path::to_path_buf)
+        .unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(&parent)
+        .with_context(|| format!("creating a temp dir in {}", parent.display()))
+}
+
+/// An event whose structured JSON form is `payload_bytes` long (or as close as it can be).
+pub fn sample_event(i: u64, payload_bytes: usize) -> Event {
+    let mut e = Event::new(
+        format!("bench-{i:012}"),
+        "cvm.cloud.tencent",
+        "cvm:ErrorEvent:PingUnreachable",
+    );
+    e.subject = Some("ins-bench0001".into());
+    e.region = Some("ap-guangzhou".into());
+    e.status = Some("1".into());
+    e.time_ms = 1_615_430_559_146;
+    let base = |pad: usize| {
+        format!(
+            "{{\"instanceId\":\"ins-bench0001\",\"pad\":\"{}\"}}",
+            "x".repeat(pad)
+        )
+    };
+    e.data = base(0).into_bytes();
+    let len0 = serde_json::to_vec(&e.to_json())
+        .map(|v| v.len())
+        .unwrap_or(0);
+    e.data = base(payload_bytes.saturating_sub(len0)).into_bytes();
+    e
+}
+
+fn append(a: AppendArgs) -> anyhow::Result<ExitCode> {
+    if a.producers == 0 || a.batch == 0 || a.events == 0 {
+        bail!("--producers, --batch and --events must be at least 1");
+    }
+    let AppendMode::Embedded = a.mode;
+    let tmp = bench_dir(a.data_dir.as_deref(), "eventbus-bench-")?;
+    let opts = LogOptions {
+        persist: a.persist,
+        max_segment_bytes: a.max_segment_bytes,
+        ..LogOptions::default()
+    };
+    let log = Arc::new(EventLog::open(tmp.path().join("bench"), opts)?);
+    let appends_total = a.events.div_ceil(a.batch as u64);
+    let per_producer = appends_total.div_ceil(a.producers as u64);
+    let threads = a
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()?;
+    eprintln!(
+        "bench append: {} events, {} producers x batch {}, {} B, persist {:?}, dir {}",
+        per_producer * a.producers as u64 * a.batch as u64,
+        a.producers,
+        a.batch,
+        a.payload_bytes,
+        a.persist,
+        tmp.path().display()
+    );
+    let template = sample_event(0, a.payload_bytes);
+    let payload_bytes = serde_json::to_vec(&template.to_json())?.len();
+    let started = Instant::now();
+    let hist = rt.block_on(async {
+        let mut tasks = Vec::with_capacity(a.producers);
+        for p in 0..a.producers {
+            let log = log.clone();
+            let template = template.clone();
+            let batch = a.batch;
+            tasks.push(tokio::spawn(async move {
+                let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+                let mut events = vec![template; batch];
+                for n in 0..per_producer {
+                    for (k, e) in events.iter_mut().enumerate() {
+                        e.id = format!("bench-{p:03}-{n:09}-{k:05}");
+                    }
+                    let t = Instant::now();
+                    let encoded = events
+                        .iter()
+                        .map(encode_event)
+                        .collect::<crate::Result<Vec<_>>>()?;
+                    log.submit_encoded(encoded)?.await?;
+                    h.record(t.elapsed().as_micros().max(1) as u64)?;
+                }
+                anyhow::Ok(h)
+            }));
+        }
+        let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+        for t in tasks {
+            all.add(t.await??)?;
+        }
+        anyhow::Ok(all)
+    })?;
+    let seconds = started.elapsed().as_secs_f64();
+    let events = per_producer * a.producers as u64 * a.batch as u64;
+    let stats = log.stats();
+    let ws = log.writer_stats();
+    log.close()?;
+    if stats.next_offset != events {
+        bail!(
+            "log holds {} events after the run, {} were acknowledged",
+            stats.next_offset,
+            events
+        );
+    }
+    let line = json!({
+        "workload": "append",
+        "mode": "embedded",
+        "durable": matches!(a.persist, PersistPolicy::Always),
+        "persist": format!("{:?}", a.persist),
+        "events": events,
+        "producers": a.producers,
+        "batch": a.batch,
+        "payload_bytes": payload_bytes,
+        "seconds": round3(seconds),
+        "events_per_s": (events as f64 / seconds).round(),
+        "mb_per_s": round3(stats.bytes as f64 / seconds / 1e6),
+        "log_bytes": stats.bytes,
+        "p50_us": hist.value_at_quantile(0.50),
+        "p99_us": hist.value_at_quantile(0.99),
+        "p999_us": hist.value_at_quantile(0.999),
+        "max_us": hist.max(),
+        "commits": ws.commits,
+        "events_per_commit": round3(ws.records as f64 / ws.commits.max(1) as f64),
+        "fsync_avg_us": ws.fsync_micros / ws.fsyncs.max(1),
+    });
+    println!("{line}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn disk(a: DiskArgs) -> anyhow::Result<ExitCode> {
+    let tmp = bench_dir(a.data_dir.as_deref(), "eventbus-disk-")?;
+    let path = tmp.path().join("disk.bin");
+    let file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    // Rounds of "append block + fdatasync", like fio --rw=write --bs=64k --fdatasync=1.
+    let block = vec![0xa5u8; a.block_bytes];
+    let mut pos = 0u64;
+    let mut rounds = 0u64;
+    let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs_f64(a.seconds) {
+        let t = Instant::now();
+        file.write_all_at(&block, pos)?;
+        file.sync_data()?;
+        h.record(t.elapsed().as_micros().max(1) as u64)?;
+        pos += block.len() as u64;
+        rounds += 1;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        json!({
+            "workload": "disk", "test": "write+fdatasync", "block_bytes": a.block_bytes,
+            "rounds": rounds, "seconds": round3(secs),
+            "syncs_per_s": (rounds as f64 / secs).round(),
+            "mb_per_s": round3(pos as f64 / secs / 1e6),
+            "p50_us": h.value_at_quantile(0.5), "p99_us": h.value_at_quantile(0.99),
+        })
+    );
+    drop(file);
+    std::fs::remove_file(&path)?;
+    // Sequential bandwidth: 1 MiB writes, one fdatasync at the end.
+    let mut file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(&path)?;
+    let chunk = vec![0x5au8; 1 << 20];
+    let started = Instant::now();
+    let mut written = 0u64;
+    while written < a.bandwidth_bytes {
+        file.write_all(&chunk)?;
+        written += chunk.len() as u64;
+    }
+    file.sync_data()?;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        json!({
+            "workload": "disk", "test": "sequential-write", "bytes": written,
+            "seconds": round3(secs), "mb_per_s": round3(written as f64 / secs / 1e6),
+        })
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_event_has_the_requested_json_size() {
+        for size in [512, 1024, 4096] {
+            let e = sample_event(1, size);
+            assert_eq!(serde_json::to_vec(&e.to_json()).unwrap().len(), size);
+        }
+    }
+
+    #[test]
+    fn persist_flag_parses_every_policy_and_names_bad_input() {
+        assert_eq!(parse_persist("always").unwrap(), PersistPolicy::Always);
+        assert_eq!(parse_persist("never").unwrap(), PersistPolicy::Never);
+        assert_eq!(
+            parse_persist("interval-ms:50").unwrap(),
+            PersistPolicy::IntervalMs(50)
+        );
+        assert!(
+            parse_persist("interval-ms:x")
+                .unwrap_err()
+                .contains("number")
+        );
+        assert!(
+            parse_persist("sometimes")
+                .unwrap_err()
+                .contains("sometimes")
+        );
+    }
+}
