@@ -43,6 +43,28 @@ pub enum Workload {
     Append(AppendArgs),
     /// The disk's limits: write+fdatasync rounds per second, sequential bandwidth.
     Disk(DiskArgs),
+    /// Recovery time: fill a log with N events, tear its tail as a crash would, time the open.
+    Reopen(ReopenArgs),
+}
+
+/// Arguments of `bench reopen`.
+#[derive(Debug, Args)]
+pub struct ReopenArgs {
+    /// Events to write before the simulated crash.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub events: u64,
+    /// Size of each event as CloudEvents JSON, in bytes.
+    #[arg(long, default_value_t = 1024)]
+    pub payload_bytes: usize,
+    /// Parent directory for the bench's data directory. Default = the system temp dir.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Keep the filled log here and reuse it on the next run (skips the fill when it exists).
+    #[arg(long)]
+    pub keep: Option<PathBuf>,
+    /// Segment size. Default = 128 MiB.
+    #[arg(long, default_value_t = crate::config::DEFAULT_MAX_SEGMENT_BYTES)]
+    pub max_segment_bytes: u64,
 }
 
 /// Where the appends go.
@@ -123,6 +145,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     match args.workload {
         Workload::Append(a) => append(a),
         Workload::Disk(a) => disk(a),
+        Workload::Reopen(a) => reopen(a),
     }
 }
 
@@ -257,8 +280,89 @@ fn append(a: AppendArgs) -> anyhow::Result<ExitCode> {
         "commits": ws.commits,
         "events_per_commit": round3(ws.records as f64 / ws.commits.max(1) as f64),
         "fsync_avg_us": ws.fsync_micros / ws.fsyncs.max(1),
+        "max_rss_mib": max_rss_mib(),
     });
     println!("{line}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Peak resident set size of this process, in MiB.
+pub fn max_rss_mib() -> f64 {
+    // SAFETY: getrusage only writes into the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    if rc != 0 {
+        return 0.0;
+    }
+    round3(ru.ru_maxrss as f64 / 1024.0)
+}
+
+fn reopen(a: ReopenArgs) -> anyhow::Result<ExitCode> {
+    let tmp;
+    let dir = match &a.keep {
+        Some(k) => k.clone(),
+        None => {
+            tmp = bench_dir(a.data_dir.as_deref(), "eventbus-reopen-")?;
+            tmp.path().join("set")
+        }
+    };
+    let opts = || LogOptions {
+        persist: PersistPolicy::Never,
+        max_segment_bytes: a.max_segment_bytes,
+        ..LogOptions::default()
+    };
+    let fill_started = Instant::now();
+    {
+        let log = EventLog::open(&dir, opts())?;
+        let have = log.next_offset();
+        if have < a.events {
+            eprintln!(
+                "bench reopen: writing {} events to {}",
+                a.events - have,
+                dir.display()
+            );
+            let template = encode_event(&sample_event(0, a.payload_bytes))?;
+            let mut written = have;
+            while written < a.events {
+                let n = (a.events - written).min(1000) as usize;
+                log.submit_encoded(vec![template.clone(); n])?.wait()?;
+                written += n as u64;
+            }
+        }
+        log.sync_blocking()?;
+        log.close()?;
+    }
+    let fill_seconds = fill_started.elapsed().as_secs_f64();
+    // The crash: half a frame at the end of the active segment, as if the process died
+    // inside a write.
+    let active = crate::store::recovery::list_segments(&crate::store::io::OsIo, &dir, false)?
+        .last()
+        .copied()
+        .context("no segments")?;
+    let apath = dir.join(crate::store::segment::segment_file_name(active));
+    let mut f = OpenOptions::new().append(true).open(&apath)?;
+    let mut torn = Vec::new();
+    crate::store::frame::encode_frame(&[7u8; 600], &mut torn);
+    f.write_all(&torn[..300])?;
+    f.sync_data()?;
+    drop(f);
+    let started = Instant::now();
+    let log = EventLog::open(&dir, opts())?;
+    let open_seconds = started.elapsed().as_secs_f64();
+    let report = log.recovery_report().clone();
+    let stats = log.stats();
+    log.close()?;
+    println!(
+        "{}",
+        json!({
+            "workload": "reopen", "events": stats.next_offset, "segments": stats.segments,
+            "log_bytes": stats.bytes, "fill_seconds": round3(fill_seconds),
+            "open_ms": round3(open_seconds * 1000.0),
+            "scanned_bytes": report.scanned_bytes,
+            "torn_bytes_cut": report.torn_tail.as_ref().map(|t| t.bytes_cut),
+            "max_rss_mib": max_rss_mib(),
+        })
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -19,6 +19,7 @@ pub const INDEX_ENTRY_BYTES: usize = 32;
 
 const KIND_POINT: u8 = 1;
 const KIND_SEAL: u8 = 2;
+const KIND_SYNC: u8 = 3;
 
 /// One index point: the record with `offset` starts at byte `position` of the segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +43,17 @@ pub struct SealInfo {
     pub last_time_ms: u64,
 }
 
+/// A sync mark: written after an fdatasync of the active segment returned, it says the
+/// segment's first `position` bytes (records up to `last_offset`) were durable. Recovery treats
+/// damage before the last mark as corruption and damage after it as a torn tail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncMark {
+    /// Offset of the last durable record.
+    pub last_offset: u64,
+    /// Durable length of the segment file.
+    pub position: u64,
+}
+
 /// What an index file holds, up to its first damaged byte.
 #[derive(Debug, Default, Clone)]
 pub struct IndexContents {
@@ -49,6 +61,8 @@ pub struct IndexContents {
     pub entries: Vec<IndexEntry>,
     /// The seal, if the file has a valid one as its last entry.
     pub seal: Option<SealInfo>,
+    /// The last sync mark.
+    pub synced: Option<SyncMark>,
     /// Bytes of the file that are valid (header + good entries).
     pub valid_bytes: u64,
     /// True when bytes after `valid_bytes` were not valid entries.
@@ -102,6 +116,11 @@ pub fn encode_seal(seal: &SealInfo) -> [u8; INDEX_ENTRY_BYTES] {
     )
 }
 
+/// Encodes a sync mark.
+pub fn encode_sync_mark(mark: &SyncMark) -> [u8; INDEX_ENTRY_BYTES] {
+    encode_raw(KIND_SYNC, mark.last_offset, mark.position, 0)
+}
+
 /// Parses an index file's bytes for the segment at `base_offset`. Stops at the first invalid
 /// entry; entries must be strictly increasing in offset and position.
 pub fn parse_index(bytes: &[u8], base_offset: u64) -> IndexContents {
@@ -137,6 +156,20 @@ pub fn parse_index(bytes: &[u8], base_offset: u64) -> IndexContents {
                     offset: a,
                     position: b,
                     ingest_time_ms: c,
+                });
+            }
+            KIND_SYNC => {
+                let ok = a >= base_offset
+                    && out
+                        .synced
+                        .is_none_or(|m| a >= m.last_offset && b >= m.position);
+                if !ok {
+                    out.damaged = true;
+                    return out;
+                }
+                out.synced = Some(SyncMark {
+                    last_offset: a,
+                    position: b,
                 });
             }
             KIND_SEAL => {
@@ -210,8 +243,14 @@ mod tests {
             end_position: 20_000,
             last_time_ms: 1030,
         };
+        let mark = SyncMark {
+            last_offset: 149,
+            position: 20_000,
+        };
+        bytes.extend_from_slice(&encode_sync_mark(&mark));
         bytes.extend_from_slice(&encode_seal(&seal));
         let got = parse_index(&bytes, 100);
+        assert_eq!(got.synced, Some(mark));
         assert_eq!(got.entries, entries);
         assert_eq!(got.seal, Some(seal));
         assert!(!got.damaged);

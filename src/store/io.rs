@@ -29,6 +29,18 @@ pub trait Io: Send + Sync + fmt::Debug + 'static {
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
     /// Whether a path exists.
     fn exists(&self, path: &Path) -> bool;
+    /// Takes an exclusive lock on `path` (created if missing) for as long as the returned
+    /// guard lives; fails at once with `WouldBlock` when someone else holds it.
+    fn lock(&self, path: &Path) -> io::Result<LockGuard>;
+}
+
+/// Holds a lock taken with [`Io::lock`]; dropping it releases the lock.
+pub struct LockGuard(#[allow(dead_code)] Box<dyn Send + Sync>);
+
+impl fmt::Debug for LockGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LockGuard")
+    }
 }
 
 /// An open file. Positional reads and writes, so readers and the writer share one handle.
@@ -101,6 +113,29 @@ impl Io for OsIo {
     fn exists(&self, path: &Path) -> bool {
         path.exists()
     }
+    fn lock(&self, path: &Path) -> io::Result<LockGuard> {
+        use std::os::fd::AsRawFd;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        // SAFETY: flock on a descriptor we own; the lock lives as long as the File.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let err = io::Error::last_os_error();
+            return Err(if err.kind() == io::ErrorKind::WouldBlock {
+                io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    "held by another process or handle (is a server running on this data?)",
+                )
+            } else {
+                err
+            });
+        }
+        Ok(LockGuard(Box::new(file)))
+    }
 }
 
 impl IoFile for OsFile {
@@ -153,6 +188,9 @@ struct SimState {
     fail_write: bool,
     space_limit: Option<u64>,
     syncs: u64,
+    /// Locked paths and the id of the guard holding each; a power loss releases them all.
+    locks: HashMap<PathBuf, u64>,
+    next_lock: u64,
 }
 
 #[derive(Default, Clone)]
@@ -257,6 +295,7 @@ impl SimIo {
         for dir in st.dirs.values_mut() {
             dir.current = dir.durable.clone();
         }
+        st.locks.clear();
     }
 
     /// While true, every `sync_data` and `sync_dir` fails with EIO.
@@ -394,6 +433,35 @@ impl Io for SimIo {
     fn exists(&self, path: &Path) -> bool {
         let st = self.lock();
         st.dirs.contains_key(path) || st.lookup(path).is_some()
+    }
+    fn lock(&self, path: &Path) -> io::Result<LockGuard> {
+        let mut st = self.lock();
+        if st.locks.contains_key(path) {
+            return Err(io_err(io::ErrorKind::WouldBlock, "already locked"));
+        }
+        st.next_lock += 1;
+        let id = st.next_lock;
+        st.locks.insert(path.to_path_buf(), id);
+        Ok(LockGuard(Box::new(SimLock {
+            io: self.clone(),
+            path: path.to_path_buf(),
+            id,
+        })))
+    }
+}
+
+struct SimLock {
+    io: SimIo,
+    path: PathBuf,
+    id: u64,
+}
+
+impl Drop for SimLock {
+    fn drop(&mut self) {
+        let mut st = self.io.lock();
+        if st.locks.get(&self.path) == Some(&self.id) {
+            st.locks.remove(&self.path);
+        }
     }
 }
 

@@ -28,7 +28,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{oneshot, watch};
 
 use self::frame::{FRAME_HEADER_BYTES, FrameDecode, MAX_FRAME_PAYLOAD_BYTES, decode_frame};
-use self::index::{IndexEntry, SealInfo, encode_entry, encode_seal, lookup_offset, lookup_time};
+use self::index::{
+    IndexEntry, SealInfo, SyncMark, encode_entry, encode_seal, encode_sync_mark, lookup_offset,
+    lookup_time,
+};
 use self::io::{Io, IoFile, OsIo};
 use self::recovery::{ActiveIndex, OpenedSegment, RecoveryReport, Repairs, create_segment};
 use crate::codec::{
@@ -149,6 +152,8 @@ pub struct LogStats {
 }
 
 /// One result of [`LogReader::next`].
+// Records are returned by value on the read path; boxing would add an allocation per record.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum ReadOutcome {
     /// The next record.
@@ -287,6 +292,8 @@ enum Request {
 
 /// The durable log of one event set. Cheap to share behind an `Arc`; all methods take `&self`.
 pub struct EventLog {
+    /// Held for the life of the log: one `EventLog` per directory.
+    _lock: io::LockGuard,
     shared: Arc<Shared>,
     tx: Mutex<Option<SyncSender<Request>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -384,6 +391,15 @@ impl EventLog {
                 acked_at: Instant::now(),
                 last_sync: Duration::ZERO,
             },
+            undo_to: UndoPoint {
+                base: 0,
+                active_len: 0,
+                next_offset: 0,
+                last_time: 0,
+                index_len: 0,
+                last_indexed: None,
+                first_time: None,
+            },
         };
         let handle = std::thread::Builder::new()
             .name(format!(
@@ -393,6 +409,7 @@ impl EventLog {
             .spawn(move || writer.run(rx))
             .map_err(|e| Error::io("spawn writer thread", &dir, e))?;
         let log = EventLog {
+            _lock: opened.lock,
             shared,
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
@@ -645,6 +662,20 @@ struct Writer {
     /// Index entries of the active segment not yet written to its index file.
     pending_index: Vec<IndexEntry>,
     gather: Gather,
+    /// Where a failure of the current group commit rolls back to.
+    undo_to: UndoPoint,
+}
+
+/// The writer's position at a point it can return to after a failed group commit.
+#[derive(Debug, Clone, Copy)]
+struct UndoPoint {
+    base: u64,
+    active_len: u64,
+    next_offset: u64,
+    last_time: u64,
+    index_len: u64,
+    last_indexed: Option<u64>,
+    first_time: Option<u64>,
 }
 
 /// State for sizing group commits (see `Writer::gather_wait`).
@@ -818,6 +849,9 @@ impl Writer {
         p.get_or_insert(cause);
     }
 
+    /// fdatasyncs the active segment, then records in its index the entries written so far
+    /// and a sync mark (the length now known durable). Index writes are not fsynced: a lost
+    /// mark only makes recovery scan more.
     fn sync_now(&mut self) -> Result<()> {
         let started = Instant::now();
         if let Err(e) = self.st.active_file.sync_data() {
@@ -832,11 +866,83 @@ impl Writer {
         c.fsyncs.fetch_add(1, Ordering::Relaxed);
         c.fsync_micros
             .fetch_add(self.gather.last_sync.as_micros() as u64, Ordering::Relaxed);
+        let mark = (self.st.next_offset > self.st.active_base).then(|| SyncMark {
+            last_offset: self.st.next_offset - 1,
+            position: self.st.active_len,
+        });
+        self.write_index(mark);
         Ok(())
+    }
+
+    /// Appends the pending index entries (and a sync mark) to the active index file. A failure
+    /// here loses nothing (the index is rebuilt from the data on open), so it is only logged.
+    fn write_index(&mut self, mark: Option<SyncMark>) {
+        if self.pending_index.is_empty() && mark.is_none() {
+            return;
+        }
+        let mut ibuf =
+            Vec::with_capacity((self.pending_index.len() + 1) * index::INDEX_ENTRY_BYTES);
+        for e in &self.pending_index {
+            ibuf.extend_from_slice(&encode_entry(e));
+        }
+        if let Some(m) = &mark {
+            ibuf.extend_from_slice(&encode_sync_mark(m));
+        }
+        match self.st.index.file.write_all_at(&ibuf, self.st.index.len) {
+            Ok(()) => {
+                self.st.index.len += ibuf.len() as u64;
+                self.pending_index.clear();
+            }
+            Err(e) => {
+                tracing::warn!(
+                    dir = %self.shared.dir.display(),
+                    "writing index entries failed (recovery will scan instead): {e}"
+                );
+                // Cut any partial entry so later entries follow whole ones.
+                let _ = self.st.index.file.set_len(self.st.index.len);
+                self.pending_index.clear();
+            }
+        }
     }
 
     fn now_ms(&self) -> u64 {
         (self.opts.clock)().max(self.st.last_time)
+    }
+
+    fn undo_point(&self) -> UndoPoint {
+        UndoPoint {
+            base: self.st.active_base,
+            active_len: self.st.active_len,
+            next_offset: self.st.next_offset,
+            last_time: self.st.last_time,
+            index_len: self.st.index.len,
+            last_indexed: self.st.index.last_indexed,
+            first_time: self.st.active_first_time,
+        }
+    }
+
+    /// Puts the active segment back to `u` after a failed group commit: truncates the data and
+    /// index files (and fsyncs them, so a crash cannot resurrect a mark over rewritten bytes)
+    /// and resets the writer's counters. False when that is impossible (the log is then
+    /// poisoned by the caller).
+    fn undo(&mut self, u: UndoPoint) -> bool {
+        if u.base != self.st.active_base {
+            return false;
+        }
+        let files = [&self.st.active_file, &self.st.index.file];
+        let lens = [u.active_len, u.index_len];
+        for (f, len) in files.into_iter().zip(lens) {
+            if f.set_len(len).and_then(|()| f.sync_data()).is_err() {
+                return false;
+            }
+        }
+        self.st.active_len = u.active_len;
+        self.st.next_offset = u.next_offset;
+        self.st.last_time = u.last_time;
+        self.st.index.len = u.index_len;
+        self.st.index.last_indexed = u.last_indexed;
+        self.st.active_first_time = u.first_time;
+        true
     }
 
     fn commit(&mut self, batch: Vec<Request>) {
@@ -853,15 +959,7 @@ impl Writer {
             }
             return;
         }
-        let saved = (
-            self.st.active_len,
-            self.st.next_offset,
-            self.st.last_time,
-            self.st.index.len,
-            self.st.index.last_indexed,
-            self.st.active_first_time,
-            self.st.active_base,
-        );
+        self.undo_to = self.undo_point();
         let outcome = self.write_batch(&items);
         self.pending_index.clear();
         match outcome {
@@ -877,29 +975,12 @@ impl Writer {
                     let _ = reply.send(Ok(o));
                 }
             }
-            Err(CommitFailure { error, mut poison }) => {
-                if !poison && self.st.active_base == saved.6 {
-                    // Undo the partial write so the file matches what readers were told.
-                    let undo = self
-                        .st
-                        .active_file
-                        .set_len(saved.0)
-                        .and_then(|()| self.st.index.file.set_len(saved.3));
-                    if undo.is_err() {
-                        poison = true;
-                    }
-                } else {
-                    poison = true;
-                }
-                if poison {
+            Err(CommitFailure { error, poison }) => {
+                // Records sealed by a roll inside this batch stay (they are durable and
+                // visible); the appends still fail, so a retrying producer may store them
+                // twice: at-least-once.
+                if poison || !self.undo(self.undo_to) {
                     self.poison(error.to_string());
-                } else {
-                    self.st.active_len = saved.0;
-                    self.st.next_offset = saved.1;
-                    self.st.last_time = saved.2;
-                    self.st.index.len = saved.3;
-                    self.st.index.last_indexed = saved.4;
-                    self.st.active_first_time = saved.5;
                 }
                 for (_, reply) in items {
                     let _ = reply.send(Err(replicate(&error)));
@@ -920,7 +1001,6 @@ impl Writer {
             poison: false,
         };
         let now = self.now_ms();
-        self.st.last_time = now;
         let mut outcomes = Vec::with_capacity(items.len());
         let mut new_entries: Vec<IndexEntry> = Vec::new();
         self.buf.clear();
@@ -955,6 +1035,7 @@ impl Writer {
                 })
                 .map_err(io_fail)?;
                 self.st.active_first_time.get_or_insert(now);
+                self.st.last_time = now;
                 self.st.next_offset += 1;
             }
             outcomes.push(AppendOutcome {
@@ -976,12 +1057,13 @@ impl Writer {
                 error,
                 poison: true,
             })?;
+        } else {
+            self.write_index(None);
         }
         Ok((outcomes, new_entries))
     }
 
-    /// Writes the buffered frames to the active segment and the pending index entries that
-    /// belong to it to its index file (the index is not fsynced: it is checked on open).
+    /// Writes the buffered frames to the active segment (one `write`).
     fn flush_buf(&mut self) -> Result<()> {
         if self.buf.is_empty() {
             return Ok(());
@@ -993,36 +1075,36 @@ impl Writer {
         self.st.active_len += self.buf.len() as u64;
         self.st.unsynced = true;
         self.buf.clear();
-        if !self.pending_index.is_empty() {
-            let mut ibuf = Vec::with_capacity(self.pending_index.len() * index::INDEX_ENTRY_BYTES);
-            for e in self.pending_index.drain(..) {
-                ibuf.extend_from_slice(&encode_entry(&e));
-            }
-            let ipath = self
-                .shared
-                .dir
-                .join(segment::index_file_name(self.st.active_base));
-            self.st
-                .index
-                .file
-                .write_all_at(&ibuf, self.st.index.len)
-                .map_err(|e| Error::io("write", ipath, e))?;
-            self.st.index.len += ibuf.len() as u64;
-        }
         Ok(())
     }
 
     /// Seals the active segment and starts a new one. Steps (each fsync named):
-    /// 1. fdatasync the active segment (its records become durable);
+    /// 1. fdatasync the active segment (its records become durable), then append the pending
+    ///    index entries and a sync mark to its index;
     /// 2. append the seal entry to its index and fdatasync the index;
     /// 3. create the new segment and index files, fdatasync both, fsync the directory;
     /// 4. publish the sealed segment's final length and the new segment to readers.
+    ///
+    /// A failure in step 1's fdatasync or in step 2's fdatasync poisons the log. A failed write
+    /// (ENOSPC, EIO) in step 2 or 3 is undone (the half-made segment is removed, the seal is cut
+    /// off by the caller's undo) and only fails this group commit.
     fn roll(&mut self, new_entries: &mut Vec<IndexEntry>) -> Result<(), CommitFailure> {
         let poison = |error: Error| CommitFailure {
             error,
             poison: true,
         };
-        self.sync_now().map_err(poison)?;
+        let fail = |error: Error| CommitFailure {
+            error,
+            poison: false,
+        };
+        if self.st.unsynced {
+            self.sync_now().map_err(poison)?;
+        } else {
+            self.write_index(Some(SyncMark {
+                last_offset: self.st.next_offset - 1,
+                position: self.st.active_len,
+            }));
+        }
         let ipath = self
             .shared
             .dir
@@ -1036,15 +1118,35 @@ impl Writer {
             .index
             .file
             .write_all_at(&encode_seal(&seal), self.st.index.len)
-            .map_err(|e| poison(Error::io("write", &ipath, e)))?;
+            .map_err(|e| fail(Error::io("write", &ipath, e)))?;
         self.st
             .index
             .file
             .sync_data()
             .map_err(|e| poison(Error::io("fdatasync", &ipath, e)))?;
         let new_base = self.st.next_offset;
-        let (file, index, path) =
-            create_segment(self.opts.io.as_ref(), &self.shared.dir, new_base).map_err(poison)?;
+        let io = self.opts.io.as_ref();
+        let (file, index, path) = match create_segment(io, &self.shared.dir, new_base) {
+            Ok(created) => created,
+            Err(error) => {
+                // Remove whatever was created so the directory is as before the roll.
+                let mut clean = true;
+                for name in [
+                    segment::segment_file_name(new_base),
+                    segment::index_file_name(new_base),
+                ] {
+                    let p = self.shared.dir.join(name);
+                    if io.exists(&p) && io.remove_file(&p).is_err() {
+                        clean = false;
+                    }
+                }
+                clean = clean && io.sync_dir(&self.shared.dir).is_ok();
+                return Err(CommitFailure {
+                    error,
+                    poison: !clean,
+                });
+            }
+        };
         // Publish the sealed segment (its bytes are durable: step 1) and the new one.
         {
             let mut st = self.shared.write_state();
@@ -1077,6 +1179,8 @@ impl Writer {
         self.st.active_len = 0;
         self.st.index = index;
         self.st.active_first_time = None;
+        // A later failure in this batch undoes only what follows the roll.
+        self.undo_to = self.undo_point();
         self.apply_retention_after_roll();
         Ok(())
     }

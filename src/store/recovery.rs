@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::index::{
     self, INDEX_ENTRY_BYTES, IndexEntry, SealInfo, encode_entry, encode_header, encode_seal,
 };
-use super::io::{Io, IoFile, read_exact_at};
+use super::io::{Io, IoFile, LockGuard, read_exact_at};
 use super::segment::{
     ScanReport, ScanStart, find_valid_frame_after, index_file_name, parse_index_name,
     parse_segment_name, scan_segment, segment_file_name,
@@ -69,6 +69,11 @@ pub struct TornTail {
     pub last_offset_kept: Option<u64>,
     /// What was wrong at `position`.
     pub detail: String,
+    /// True when the cut was inside the part a sync mark said was durable: not a crash
+    /// artifact but damage to acknowledged data (logged as an error).
+    pub synced_data_lost: bool,
+    /// Where the cut bytes were kept, when valid-looking frames followed the damage.
+    pub moved_to: Option<PathBuf>,
 }
 
 /// Offsets that a repair declared lost: `[from, to)`.
@@ -78,7 +83,8 @@ pub struct Gap {
     pub from: u64,
     /// One past the last missing offset.
     pub to: u64,
-    /// Where the damaged bytes were moved.
+    /// Where the damaged bytes were moved (relative to the event set's directory); empty when
+    /// there was nothing to move (a segment file was missing).
     pub moved_to: String,
 }
 
@@ -90,6 +96,7 @@ pub struct Repairs {
 }
 
 pub(crate) struct Opened {
+    pub lock: LockGuard,
     pub segments: Vec<OpenedSegment>,
     pub active_index: ActiveIndex,
     pub report: RecoveryReport,
@@ -138,6 +145,40 @@ pub(crate) fn load_repairs(io: &dyn Io, dir: &Path) -> Result<Repairs> {
         position: 0,
         detail: format!("unreadable repair manifest: {e}"),
     })
+}
+
+/// Copies `file[from..to)` into `damaged/` under a name no earlier copy uses, fsynced, and
+/// returns its path. Used before any cut that would drop bytes that look valid.
+pub(crate) fn save_aside(
+    io: &dyn Io,
+    dir: &Path,
+    path: &Path,
+    file: &dyn IoFile,
+    from: u64,
+    to: u64,
+) -> Result<PathBuf> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ddir = dir.join(DAMAGED_DIR);
+    if !io.exists(&ddir) {
+        io_op("create dir", &ddir, io.create_dir_all(&ddir))?;
+        io_op("fsync dir", dir, io.sync_dir(dir))?;
+    }
+    let mut moved = ddir.join(format!("{name}.at-{from}"));
+    let mut n = 1;
+    while io.exists(&moved) {
+        moved = ddir.join(format!("{name}.at-{from}.{n}"));
+        n += 1;
+    }
+    let mut bytes = vec![0u8; (to - from) as usize];
+    io_op("read", path, read_exact_at(file, &mut bytes, from))?;
+    let f = io_op("create", &moved, io.open(&moved, true))?;
+    io_op("write", &moved, f.write_all_at(&bytes, 0))?;
+    io_op("fdatasync", &moved, f.sync_data())?;
+    io_op("fsync dir", &ddir, io.sync_dir(&ddir))?;
+    Ok(moved)
 }
 
 /// Writes a small file atomically: tmp file, fsync, rename, fsync the directory.
@@ -192,12 +233,8 @@ pub(crate) fn create_segment(
 
 /// Opens (creating if needed) the log in `dir`.
 pub(crate) fn open_dir(io: &dyn Io, dir: &Path, index_interval_bytes: u64) -> Result<Opened> {
-    if !io.exists(dir) {
-        io_op("create dir", dir, io.create_dir_all(dir))?;
-        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            io_op("fsync dir", parent, io.sync_dir(parent))?;
-        }
-    }
+    create_dir_durably(io, dir)?;
+    let lock = lock_dir(io, dir)?;
     let repairs = load_repairs(io, dir)?;
     let bases = list_segments(io, dir, true)?;
     let mut report = RecoveryReport::default();
@@ -216,6 +253,7 @@ pub(crate) fn open_dir(io: &dyn Io, dir: &Path, index_interval_bytes: u64) -> Re
         });
         report.segments = 1;
         return Ok(Opened {
+            lock,
             segments,
             active_index,
             report,
@@ -241,11 +279,40 @@ pub(crate) fn open_dir(io: &dyn Io, dir: &Path, index_interval_bytes: u64) -> Re
     segments.push(seg);
     report.segments = segments.len();
     Ok(Opened {
+        lock,
         segments,
         active_index,
         report,
         repairs,
     })
+}
+
+/// Name of the lock file in an event set's directory.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// Takes the directory's exclusive lock: one process (one `EventLog`, or one repair) at a time.
+pub(crate) fn lock_dir(io: &dyn Io, dir: &Path) -> Result<LockGuard> {
+    let path = dir.join(LOCK_FILE);
+    io.lock(&path).map_err(|e| Error::io("lock", path, e))
+}
+
+/// Creates `dir` and any missing parents, fsyncing the parent of each directory created so
+/// the new entries survive a power loss.
+fn create_dir_durably(io: &dyn Io, dir: &Path) -> Result<()> {
+    if io.exists(dir) {
+        return Ok(());
+    }
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|a| !a.as_os_str().is_empty() && !io.exists(a))
+        .collect();
+    io_op("create dir", dir, io.create_dir_all(dir))?;
+    for created in missing.iter().rev() {
+        if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
+            io_op("fsync dir", parent, io.sync_dir(parent))?;
+        }
+    }
+    Ok(())
 }
 
 fn check_chain(segments: &[OpenedSegment], next: &OpenedSegment, repairs: &Repairs) -> Result<()> {
@@ -407,8 +474,15 @@ fn open_active(
     let file = io_op("open", &path, io.open(&path, false))?;
     let ifile = io_op("open", &ipath, io.open(&ipath, true))?;
     let contents = io_op("read", &ipath, index::read_index(ifile.as_ref(), base))?;
-    let mut entries = contents.entries.clone();
-    // Index entries are written without fsync: drop any that do not match the data.
+    // Only entries below the last sync mark point at bytes known to have been durable; a
+    // crash may have persisted later index pages without the data they describe.
+    let synced_to = contents.synced.map(|m| m.position).unwrap_or(0);
+    let mut entries: Vec<IndexEntry> = contents
+        .entries
+        .iter()
+        .copied()
+        .filter(|e| e.position < synced_to)
+        .collect();
     while let Some(last) = entries.last() {
         if entry_holds(file.as_ref(), last) {
             break;
@@ -435,18 +509,41 @@ fn open_active(
     let last_kept = scan.last.map(|l| l.0).or(base.checked_sub(1));
     let mut len = file_len;
     if let Some(stop) = &scan.stop {
+        if stop.unsupported {
+            return Err(Error::Corrupt {
+                path,
+                position: stop.position,
+                detail: stop.detail.clone(),
+            });
+        }
         let after = scan.last.map(|l| l.0);
-        if let Some(p) = find_valid_frame_after(file.as_ref(), &path, stop.position, after)? {
+        let resumes = find_valid_frame_after(file.as_ref(), &path, stop.position, after)?;
+        if let Some(p) = resumes.filter(|_| stop.position < synced_to) {
             return Err(Error::Corrupt {
                 path,
                 position: stop.position,
                 detail: format!(
-                    "{}; valid records follow at byte {p}, so this is not a torn tail \
-                     (run `eventbus inspect DIR --verify`, then `--repair`)",
+                    "{}; valid records follow at byte {p} inside the part of the segment that \
+                     was fsynced, so this is not a torn tail (run `eventbus inspect DIR \
+                     --verify`, then `--repair`)",
                     stop.detail
                 ),
             });
         }
+        // Past the last sync mark nothing was acknowledged: a crash can leave any mix of
+        // written and unwritten pages there. Valid-looking frames after the damage are kept
+        // aside as evidence rather than deleted.
+        let moved_to = match resumes {
+            Some(_) => Some(save_aside(
+                io,
+                dir,
+                &path,
+                file.as_ref(),
+                stop.position,
+                file_len,
+            )?),
+            None => None,
+        };
         io_op("truncate", &path, file.set_len(stop.position))?;
         io_op("fdatasync", &path, file.sync_data())?;
         len = stop.position;
@@ -460,15 +557,29 @@ fn open_active(
                 None
             },
             detail: stop.detail.clone(),
+            synced_data_lost: stop.position < synced_to,
+            moved_to,
         };
-        tracing::warn!(
-            segment = %torn.segment.display(),
-            position = torn.position,
-            bytes_cut = torn.bytes_cut,
-            last_offset_kept = ?torn.last_offset_kept,
-            "recovery cut a torn tail: {}",
-            torn.detail
-        );
+        if torn.synced_data_lost {
+            tracing::error!(
+                segment = %torn.segment.display(),
+                position = torn.position,
+                bytes_cut = torn.bytes_cut,
+                synced_to,
+                "recovery cut a damaged tail inside data that had been fsynced: acknowledged \
+                 events may be lost (disk or external damage): {}",
+                torn.detail
+            );
+        } else {
+            tracing::warn!(
+                segment = %torn.segment.display(),
+                position = torn.position,
+                bytes_cut = torn.bytes_cut,
+                last_offset_kept = ?torn.last_offset_kept,
+                "recovery cut a torn tail: {}",
+                torn.detail
+            );
+        }
         report.torn_tail = Some(torn);
     }
     let index_changed = contents.damaged
@@ -612,8 +723,10 @@ pub fn verify(io: &dyn Io, dir: &Path) -> Result<VerifyReport> {
                 ));
             }
         }
+        // After a damaged segment the chain is not checked: the damage already explains the
+        // missing offsets (reporting them as a gap too would suggest a missing file).
         let next = scan.last.map(|l| l.0 + 1).unwrap_or(base);
-        prev = Some((path.clone(), next));
+        prev = damage.is_none().then(|| (path.clone(), next));
         out.segments.push(SegmentReport {
             path,
             base_offset: base,
@@ -645,8 +758,10 @@ pub struct RepairReport {
 /// damage to the end of the file are copied to `damaged/`, the segment is cut at the damage,
 /// and valid records found after the damage become a new segment named by their first offset.
 /// The offsets in between are recorded as an accepted gap in `REPAIRS.json`, so the log opens
-/// and everything that survived stays readable. Nothing is deleted.
+/// and everything that survived stays readable. A gap left by a missing segment file is recorded
+/// the same way (with nothing to move). Nothing is deleted.
 pub fn repair(io: &dyn Io, dir: &Path) -> Result<RepairReport> {
+    let _lock = lock_dir(io, dir)?;
     let mut out = RepairReport::default();
     let mut repairs = load_repairs(io, dir)?;
     loop {
@@ -656,27 +771,20 @@ pub fn repair(io: &dyn Io, dir: &Path) -> Result<RepairReport> {
         };
         let damage = seg.damage.clone().expect("damaged segment");
         let file = io_op("open", &seg.path, io.open(&seg.path, false))?;
-        let name = seg
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let ddir = dir.join(DAMAGED_DIR);
-        io_op("create dir", &ddir, io.create_dir_all(&ddir))?;
-        io_op("fsync dir", dir, io.sync_dir(dir))?;
-        let moved_name = format!("{name}.at-{}", damage.position);
-        let moved = ddir.join(&moved_name);
+        let moved = save_aside(
+            io,
+            dir,
+            &seg.path,
+            file.as_ref(),
+            damage.position,
+            seg.bytes,
+        )?;
         let mut rest = vec![0u8; (seg.bytes - damage.position) as usize];
         io_op(
             "read",
             &seg.path,
             read_exact_at(file.as_ref(), &mut rest, damage.position),
         )?;
-        let mf = io_op("create", &moved, io.open(&moved, true))?;
-        io_op("truncate", &moved, mf.set_len(0))?;
-        io_op("write", &moved, mf.write_all_at(&rest, 0))?;
-        io_op("fdatasync", &moved, mf.sync_data())?;
-        io_op("fsync dir", &ddir, io.sync_dir(&ddir))?;
         let lost_from = seg.last_offset.map(|o| o + 1).unwrap_or(seg.base_offset);
         let mut lost_to = None;
         if let Some(p) = damage.resumes_at {
@@ -702,7 +810,11 @@ pub fn repair(io: &dyn Io, dir: &Path) -> Result<RepairReport> {
                 .find(|s| s.base_offset > seg.base_offset)
                 .map(|s| s.base_offset);
         }
-        let moved_rel = format!("{DAMAGED_DIR}/{moved_name}");
+        let moved_rel = moved
+            .strip_prefix(dir)
+            .unwrap_or(&moved)
+            .to_string_lossy()
+            .into_owned();
         if let Some(to) = lost_to.filter(|&to| to > lost_from) {
             let gap = Gap {
                 from: lost_from,
@@ -731,6 +843,29 @@ pub fn repair(io: &dyn Io, dir: &Path) -> Result<RepairReport> {
         }
         io_op("fsync dir", dir, io.sync_dir(dir))?;
         out.moved.push((seg.path.clone(), damage.position, moved));
+    }
+    // What is left are gaps no damage explains (a segment file went missing): record them.
+    let report = verify(io, dir)?;
+    let mut found = false;
+    for pair in report.segments.windows(2) {
+        let (prev, next) = (&pair[0], &pair[1]);
+        let from = prev.last_offset.map(|o| o + 1).unwrap_or(prev.base_offset);
+        let to = next.base_offset;
+        let accepted = repairs.gaps.iter().any(|g| g.from == from && g.to == to);
+        if from < to && !accepted {
+            let gap = Gap {
+                from,
+                to,
+                moved_to: String::new(),
+            };
+            repairs.gaps.push(gap.clone());
+            out.gaps.push(gap);
+            found = true;
+        }
+    }
+    if found {
+        let json = serde_json::to_vec_pretty(&repairs).map_err(|e| Error::Codec(e.to_string()))?;
+        write_atomic(io, dir, REPAIRS_FILE, &json)?;
     }
     Ok(out)
 }

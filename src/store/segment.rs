@@ -52,6 +52,9 @@ pub struct ScanStop {
     pub position: u64,
     /// What is wrong there.
     pub detail: String,
+    /// The frame's CRC is valid but its record cannot be decoded (an unknown format version,
+    /// e.g. written by a newer eventbus). Never a crash artifact: must not be cut.
+    pub unsupported: bool,
 }
 
 /// The result of scanning a segment from some position to its end.
@@ -124,6 +127,7 @@ pub fn scan_segment(
                     report.stop = Some(ScanStop {
                         position: pos,
                         detail,
+                        unsupported: false,
                     });
                     break;
                 }
@@ -141,6 +145,7 @@ pub fn scan_segment(
                 report.stop = Some(ScanStop {
                     position: pos,
                     detail: defect.to_string(),
+                    unsupported: false,
                 });
                 break;
             }
@@ -150,7 +155,11 @@ pub fn scan_segment(
                     Err(e) => {
                         report.stop = Some(ScanStop {
                             position: pos,
-                            detail: format!("undecodable record: {e}"),
+                            detail: format!(
+                                "frame is intact but its record cannot be decoded \
+                                 (unsupported format?): {e}"
+                            ),
+                            unsupported: true,
                         });
                         break;
                     }
@@ -159,6 +168,7 @@ pub fn scan_segment(
                     report.stop = Some(ScanStop {
                         position: pos,
                         detail: format!("record has offset {offset}, {expected} expected"),
+                        unsupported: false,
                     });
                     break;
                 }
@@ -168,6 +178,7 @@ pub fn scan_segment(
                         detail: format!(
                             "record {offset} has ingest time {time} before the previous {min_time}"
                         ),
+                        unsupported: false,
                     });
                     break;
                 }
