@@ -45,8 +45,9 @@ Modes:
               with a warning on stderr (reading resumes at the next valid frame).
   --repair    Move damaged bytes into DIR/damaged/, split off the valid records that follow
               the damage into their own segment, and record the lost offsets as an accepted
-              gap in REPAIRS.json, so the log opens again. Nothing is deleted. The log must
-              NOT be open: stop `eventbus serve` first (no lock file guards against this).
+              gap in REPAIRS.json, so the log opens again. Nothing is deleted. Stop
+              `eventbus serve` first: repair takes the directory's lock and refuses to run
+              while a server holds it.
 
 Only --repair writes anything. Without it inspect opens every file read-only, so it is
 safe to run next to a live server (though it may then see a half-written tail).
@@ -79,7 +80,7 @@ pub struct InspectArgs {
     #[arg(long, conflicts_with_all = ["records", "repair"])]
     pub verify: bool,
     /// Repair damage: move damaged bytes to `damaged/`, record lost offsets in REPAIRS.json.
-    /// The log must not be open by a server.
+    /// The log must not be open by a server (repair takes the directory lock and fails if it is).
     #[arg(long, conflicts_with = "records")]
     pub repair: bool,
     /// Print each record as one JSON line instead of the segment table.
