@@ -35,7 +35,8 @@ use self::index::{
 use self::io::{Io, IoFile, OsIo};
 use self::recovery::{ActiveIndex, OpenedSegment, RecoveryReport, Repairs, create_segment};
 use crate::codec::{
-    EncodedEvent, MAX_RECORD_HEADER_BYTES, Record, decode_record, encode_event,
+    EncodedEvent, MAX_RECORD_HEADER_BYTES, Record, decode_record, decode_record_header,
+    encode_event,
     write_record_payload,
 };
 use crate::config::{
@@ -1327,26 +1328,30 @@ impl LogReader {
             if need_locate && !self.locate()? {
                 return Ok(ReadOutcome::EndOfLog);
             }
-            let seg = self.seg.as_mut().expect("located");
-            let (path, pos) = (seg.path.clone(), seg.pos);
-            let Some(payload_range) = self.frame_at(pos)? else {
-                return Err(Error::Corrupt {
-                    path,
-                    position: pos,
-                    detail: "damaged frame inside the acknowledged part of the log".into(),
-                });
-            };
-            let (start, end) = payload_range;
-            let record = decode_record(&self.buf[start..end]).map_err(|e| Error::Corrupt {
-                path: path.clone(),
+            let pos = self.seg.as_ref().expect("located").pos;
+            let corrupt = |this: &Self, detail: String| Error::Corrupt {
+                path: this.seg.as_ref().expect("located").path.clone(),
                 position: pos,
-                detail: e.to_string(),
-            })?;
-            let seg = self.seg.as_mut().expect("located");
-            seg.pos = self.buf_pos + end as u64;
-            if record.offset < self.next {
-                continue; // scanning forward from an index entry
+                detail,
+            };
+            let Some((start, end)) = self.frame_at(pos)? else {
+                return Err(corrupt(
+                    self,
+                    "damaged frame inside the acknowledged part of the log".into(),
+                ));
+            };
+            let payload = &self.buf[start..end];
+            // Frames before the wanted offset (scanning forward from an index entry) are
+            // skipped on their header alone.
+            let (offset, _) =
+                decode_record_header(payload).map_err(|e| corrupt(self, e.to_string()))?;
+            let next_pos = self.buf_pos + end as u64;
+            if offset < self.next {
+                self.seg.as_mut().expect("located").pos = next_pos;
+                continue;
             }
+            let record = decode_record(payload).map_err(|e| corrupt(self, e.to_string()))?;
+            self.seg.as_mut().expect("located").pos = next_pos;
             self.next = record.offset + 1;
             return Ok(ReadOutcome::Record(record));
         }
