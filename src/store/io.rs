@@ -5,7 +5,7 @@
 //! can simulate a power loss: everything not yet fsynced is dropped, optionally keeping a torn
 //! prefix of the unsynced bytes. It can also fail fsync (EIO) and run out of space (ENOSPC).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -165,7 +165,10 @@ impl IoFile for OsFile {
 /// File contents become durable on `sync_data`; directory entries (create, remove, rename) on
 /// `sync_dir` of their directory. Directories themselves are durable when created.
 /// [`SimIo::power_loss`] throws away everything else; handles opened before it fail with EIO
-/// afterwards, so a log instance that was "running" when the power went cannot write any more.
+/// afterwards, and so do creating, removing and renaming files in, and fsyncing, a directory
+/// whose lock ([`Io::lock`]) was held, until someone takes that lock again: a log instance that
+/// was "running" when the power went cannot write any more, not even through new files (its
+/// process died with the machine; the next `EventLog::open` takes the lock and carries on).
 #[derive(Clone, Default)]
 pub struct SimIo {
     state: Arc<Mutex<SimState>>,
@@ -191,6 +194,8 @@ struct SimState {
     /// Locked paths and the id of the guard holding each; a power loss releases them all.
     locks: HashMap<PathBuf, u64>,
     next_lock: u64,
+    /// Directories whose lock was held when the power went, until it is taken again.
+    fenced: HashSet<PathBuf>,
 }
 
 #[derive(Default, Clone)]
@@ -249,6 +254,15 @@ impl SimState {
             .get_mut(path)
             .ok_or_else(|| io_err(io::ErrorKind::NotFound, "no such directory"))
     }
+    /// Fails when `dir` belongs to a process that died in a power loss (see [`SimIo`]).
+    fn check_fence(&self, dir: &Path) -> io::Result<()> {
+        if self.fenced.contains(dir) {
+            return Err(eio(
+                "device lost power (the directory's lock holder died; lock it again)",
+            ));
+        }
+        Ok(())
+    }
     fn lookup(&self, path: &Path) -> Option<u64> {
         let (parent, name) = split(path).ok()?;
         self.dirs.get(&parent)?.current.get(&name).copied()
@@ -295,6 +309,12 @@ impl SimIo {
         for dir in st.dirs.values_mut() {
             dir.current = dir.durable.clone();
         }
+        let held: Vec<PathBuf> = st
+            .locks
+            .keys()
+            .filter_map(|p| p.parent().map(Path::to_path_buf))
+            .collect();
+        st.fenced.extend(held);
         st.locks.clear();
     }
 
@@ -361,6 +381,9 @@ impl SplitMix {
 impl Io for SimIo {
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         let mut st = self.lock();
+        if let Some(parent) = path.parent() {
+            st.check_fence(parent)?;
+        }
         for anc in path.ancestors() {
             st.dirs.entry(anc.to_path_buf()).or_default();
         }
@@ -382,6 +405,9 @@ impl Io for SimIo {
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn IoFile>> {
         let mut st = self.lock();
         let (parent, name) = split(path)?;
+        if create {
+            st.check_fence(&parent)?;
+        }
         let existing = st.dir(&parent)?.current.get(&name).copied();
         let inode = match existing {
             Some(id) => id,
@@ -403,6 +429,7 @@ impl Io for SimIo {
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         let mut st = self.lock();
         let (parent, name) = split(path)?;
+        st.check_fence(&parent)?;
         st.dir(&parent)?
             .current
             .remove(&name)
@@ -413,6 +440,8 @@ impl Io for SimIo {
         let mut st = self.lock();
         let (fp, fname) = split(from)?;
         let (tp, tname) = split(to)?;
+        st.check_fence(&fp)?;
+        st.check_fence(&tp)?;
         let id = st
             .dir(&fp)?
             .current
@@ -426,6 +455,7 @@ impl Io for SimIo {
         if st.fail_sync {
             return Err(eio("sync_dir"));
         }
+        st.check_fence(path)?;
         let dir = st.dir(path)?;
         dir.durable = dir.current.clone();
         Ok(())
@@ -442,6 +472,9 @@ impl Io for SimIo {
         st.next_lock += 1;
         let id = st.next_lock;
         st.locks.insert(path.to_path_buf(), id);
+        if let Some(parent) = path.parent() {
+            st.fenced.remove(parent);
+        }
         Ok(LockGuard(Box::new(SimLock {
             io: self.clone(),
             path: path.to_path_buf(),
@@ -604,6 +637,31 @@ mod tests {
         let err = a.write_all_at(b"abcdef", 0).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::ENOSPC));
         assert_eq!(io.read_file(&dir.join("a")).unwrap(), b"abcd");
+    }
+
+    #[test]
+    fn sim_power_loss_fences_a_locked_directory_until_it_is_locked_again() {
+        let io = SimIo::new();
+        let dir = Path::new("/d");
+        io.create_dir_all(dir).unwrap();
+        let lock = Io::lock(&io, &dir.join("LOCK")).unwrap();
+        let a = io.open(&dir.join("a"), true).unwrap();
+        a.sync_data().unwrap();
+        io.sync_dir(dir).unwrap();
+        io.power_loss(PowerLoss::DropUnsynced);
+        // The process that held the lock is gone: no new files, removals or directory fsyncs.
+        assert!(io.open(&dir.join("b"), true).is_err());
+        assert!(io.remove_file(&dir.join("a")).is_err());
+        assert!(io.rename(&dir.join("a"), &dir.join("c")).is_err());
+        assert!(io.sync_dir(dir).is_err());
+        assert!(
+            io.open(&dir.join("a"), false).is_ok(),
+            "reading stays possible"
+        );
+        drop(lock);
+        let _relock = Io::lock(&io, &dir.join("LOCK")).unwrap();
+        assert!(io.open(&dir.join("b"), true).is_ok());
+        io.sync_dir(dir).unwrap();
     }
 
     #[test]

@@ -36,8 +36,7 @@ use self::io::{Io, IoFile, OsIo};
 use self::recovery::{ActiveIndex, OpenedSegment, RecoveryReport, Repairs, create_segment};
 use crate::codec::{
     EncodedEvent, MAX_RECORD_HEADER_BYTES, Record, decode_record, decode_record_header,
-    encode_event,
-    write_record_payload,
+    encode_event, write_record_payload,
 };
 use crate::config::{
     DEFAULT_INDEX_INTERVAL_BYTES, DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_SEGMENT_BYTES,
@@ -401,6 +400,7 @@ impl EventLog {
                 last_indexed: None,
                 first_time: None,
             },
+            rolled_retention: RetentionOutcome::default(),
         };
         let handle = std::thread::Builder::new()
             .name(format!(
@@ -665,6 +665,8 @@ struct Writer {
     gather: Gather,
     /// Where a failure of the current group commit rolls back to.
     undo_to: UndoPoint,
+    /// What retention run by a roll deleted (reported by a retention request that rolled).
+    rolled_retention: RetentionOutcome,
 }
 
 /// The writer's position at a point it can return to after a failed group commit.
@@ -802,9 +804,12 @@ impl Writer {
             let due = self.st.last_sync + Duration::from_millis(ms);
             let now = Instant::now();
             if now >= due {
-                if self.guard().is_ok() {
-                    let _ = self.sync_now();
+                if self.guard().is_err() {
+                    // Poisoned: nothing will be synced any more; just serve requests (which
+                    // fail) until the log closes.
+                    return rx.recv().ok();
                 }
+                let _ = self.sync_now();
                 continue;
             }
             match rx.recv_timeout(due - now) {
@@ -1186,9 +1191,17 @@ impl Writer {
         Ok(())
     }
 
+    /// Retention after a roll; its counts are kept for a retention request that caused the
+    /// roll (see `retention`).
     fn apply_retention_after_roll(&mut self) {
-        if let Err(e) = self.delete_expired() {
-            tracing::warn!(dir = %self.shared.dir.display(), "retention after roll failed: {e}");
+        match self.delete_expired() {
+            Ok(o) => {
+                self.rolled_retention.segments_deleted += o.segments_deleted;
+                self.rolled_retention.bytes_freed += o.bytes_freed;
+            }
+            Err(e) => {
+                tracing::warn!(dir = %self.shared.dir.display(), "retention after roll failed: {e}")
+            }
         }
     }
 
@@ -1211,18 +1224,25 @@ impl Writer {
 
     /// Retention request: seal the active segment if all of it has expired, then delete.
     fn retention(&mut self) -> Result<RetentionOutcome> {
+        self.rolled_retention = RetentionOutcome::default();
         if let Some(max_age) = self.opts.retention.max_age {
             let cutoff = (self.opts.clock)().saturating_sub(max_age.as_millis() as u64);
             let active_expired = self.st.active_len > 0 && self.st.last_time < cutoff;
             if active_expired {
+                self.undo_to = self.undo_point();
                 let mut none = Vec::new();
-                self.roll(&mut none).map_err(|f| {
-                    self.poison(f.error.to_string());
-                    f.error
-                })?;
+                if let Err(f) = self.roll(&mut none) {
+                    if f.poison || !self.undo(self.undo_to) {
+                        self.poison(f.error.to_string());
+                    }
+                    return Err(f.error);
+                }
             }
         }
-        self.delete_expired()
+        let mut out = self.delete_expired()?;
+        out.segments_deleted += self.rolled_retention.segments_deleted;
+        out.bytes_freed += self.rolled_retention.bytes_freed;
+        Ok(out)
     }
 
     /// Deletes sealed segments, oldest first, while the policy says so. Each deletion is made
