@@ -102,9 +102,11 @@ pub struct AppendArgs {
     /// Segment size. Default = 128 MiB.
     #[arg(long, default_value_t = crate::config::DEFAULT_MAX_SEGMENT_BYTES)]
     pub max_segment_bytes: u64,
-    /// Runtime worker threads for the producers. Default = number of CPUs.
-    #[arg(long)]
-    pub threads: Option<usize>,
+    /// Runtime worker threads for the producer tasks. Default = 1: the log's writer thread
+    /// needs a core of its own, and on a 2-core machine a second producer thread mostly
+    /// competes with it (see docs/BENCHMARKS.md for both settings).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
 }
 
 /// Arguments of `bench disk`.
@@ -199,9 +201,7 @@ fn append(a: AppendArgs) -> anyhow::Result<ExitCode> {
     let log = Arc::new(EventLog::open(tmp.path().join("bench"), opts)?);
     let appends_total = a.events.div_ceil(a.batch as u64);
     let per_producer = appends_total.div_ceil(a.producers as u64);
-    let threads = a
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let threads = a.threads.max(1);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .enable_all()
@@ -267,6 +267,7 @@ fn append(a: AppendArgs) -> anyhow::Result<ExitCode> {
         "persist": format!("{:?}", a.persist),
         "events": events,
         "producers": a.producers,
+        "producer_threads": threads,
         "batch": a.batch,
         "payload_bytes": payload_bytes,
         "seconds": round3(seconds),
