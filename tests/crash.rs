@@ -17,7 +17,7 @@ use eventbus::codec::{MAX_RECORD_HEADER_BYTES, encode_event};
 use eventbus::store::frame::FRAME_HEADER_BYTES;
 use eventbus::store::io::{Io, OsIo, PowerLoss, SimIo};
 use eventbus::store::recovery;
-use eventbus::{Error, Event, EventLog, LogOptions, ReadOutcome, Record};
+use eventbus::{Error, Event, EventLog, LogOptions, Record};
 use rand::Rng;
 
 const DIR: &str = "/data/orders";
@@ -62,15 +62,10 @@ fn append_range(log: &EventLog, from: u64, to: u64) {
 }
 
 fn read_all(log: &EventLog) -> Vec<Record> {
-    let mut reader = log.read_from(0);
-    let mut out = Vec::new();
-    loop {
-        match reader.next() {
-            Ok(ReadOutcome::Record(r)) => out.push(r),
-            Ok(ReadOutcome::EndOfLog) => return out,
-            Err(e) => panic!("read after {} records: {e}", out.len()),
-        }
-    }
+    log.read_from(0)
+        .records()
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| panic!("read failed: {e}"))
 }
 
 /// The records are exactly `0..n`, each with the id of the event meant for it.
@@ -86,11 +81,7 @@ fn assert_dense_log(log: &EventLog, n: u64) {
 
 /// Every regular file of the log directory and its bytes.
 fn files(io: &SimIo) -> BTreeMap<String, Vec<u8>> {
-    io.list_dir(dir())
-        .unwrap()
-        .into_iter()
-        .filter_map(|n| io.read_file(&dir().join(&n)).ok().map(|b| (n, b)))
-        .collect()
+    io.dir_files(dir())
 }
 
 fn used_bytes(io: &SimIo) -> u64 {

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use eventbus::store::io::{PowerLoss, SimIo};
-use eventbus::{Event, EventLog, LogOptions, ReadOutcome};
+use eventbus::{Event, EventLog, LogOptions};
 
 fn event(i: u64, size: usize) -> Event {
     let mut e = Event::new(format!("id-{i}"), "test.source", "test:Kind:Name");
@@ -25,12 +25,10 @@ fn tiny(io: Option<SimIo>) -> LogOptions {
 }
 
 fn read_all(log: &EventLog, from: u64) -> Vec<eventbus::Record> {
-    let mut r = log.read_from(from);
-    let mut out = Vec::new();
-    while let ReadOutcome::Record(rec) = r.next().unwrap() {
-        out.push(rec);
-    }
-    out
+    log.read_from(from)
+        .records()
+        .collect::<Result<_, _>>()
+        .unwrap()
 }
 
 #[test]

@@ -379,15 +379,10 @@ fn close_within(log: EventLog, timeout: Duration) -> bool {
 }
 
 fn read_all(log: &EventLog, ctx: &str) -> Vec<Record> {
-    let mut reader = log.read_from(0);
-    let mut out = Vec::new();
-    loop {
-        match reader.next() {
-            Ok(ReadOutcome::Record(r)) => out.push(r),
-            Ok(ReadOutcome::EndOfLog) => return out,
-            Err(e) => panic!("{ctx}: read failed after {} records: {e}", out.len()),
-        }
-    }
+    log.read_from(0)
+        .records()
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| panic!("{ctx}: read failed: {e}"))
 }
 
 fn run(sc: &Scenario) -> Outcome {

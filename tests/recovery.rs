@@ -89,11 +89,7 @@ fn bases(io: &SimIo) -> Vec<u64> {
 
 /// Every regular file of the log directory (not subdirectories) and its bytes.
 fn files(io: &SimIo) -> BTreeMap<String, Vec<u8>> {
-    io.list_dir(dir())
-        .unwrap()
-        .into_iter()
-        .filter_map(|n| io.read_file(&dir().join(&n)).ok().map(|b| (n, b)))
-        .collect()
+    io.dir_files(dir())
 }
 
 /// A new simulated filesystem with the same log directory, everything durable.

@@ -356,6 +356,20 @@ impl SimIo {
         Ok(())
     }
 
+    /// The current contents of every file (not subdirectory) in `dir`, by name.
+    pub fn dir_files(&self, dir: &Path) -> BTreeMap<String, Vec<u8>> {
+        let st = self.lock();
+        st.dirs
+            .get(dir)
+            .map(|d| {
+                d.current
+                    .iter()
+                    .map(|(name, id)| (name.clone(), st.inodes[id].current.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The current contents of a file.
     pub fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
         let st = self.lock();

@@ -1377,6 +1377,24 @@ impl LogReader {
         }
     }
 
+    /// The records visible now, in order, ending at the end of the log (an error ends it too).
+    pub fn records(&mut self) -> impl Iterator<Item = Result<Record>> + '_ {
+        let mut failed = false;
+        std::iter::from_fn(move || {
+            if failed {
+                return None;
+            }
+            match self.next() {
+                Ok(ReadOutcome::Record(r)) => Some(Ok(r)),
+                Ok(ReadOutcome::EndOfLog) => None,
+                Err(e) => {
+                    failed = true;
+                    Some(Err(e))
+                }
+            }
+        })
+    }
+
     /// Waits until the next record is acknowledged and returns it (a tailing read). The wait
     /// is a notification from the writer, not a poll of the disk.
     pub async fn next_wait(&mut self) -> Result<Record> {
