@@ -62,6 +62,38 @@ pub enum Error {
     /// The log was closed while the request was waiting.
     #[error("event log is closed")]
     Closed,
+
+    /// A request the caller can fix, with a Tencent-style code (`InvalidParameterValue.Name`,
+    /// `ResourceNotFound.EventSet`, `OperationDenied.ResourceImmutable`, ...) and, when one
+    /// field is at fault, its JSON path (`$.name`, `$.entries[2].time`).
+    #[error("{code}: {message}")]
+    Rejected {
+        /// What kind of refusal (maps to an HTTP status).
+        kind: RejectKind,
+        /// Tencent-style error code.
+        code: String,
+        /// What is wrong, for humans.
+        message: String,
+        /// The offending field, as a JSON path.
+        path: Option<String>,
+    },
+}
+
+/// The class of a [`Error::Rejected`]; the HTTP layer maps each to one status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectKind {
+    /// 400: malformed or invalid input.
+    Invalid,
+    /// 403: not allowed (immutable resource, reserved source, wrong producer).
+    Denied,
+    /// 404: no such resource.
+    NotFound,
+    /// 409: conflicts with current state (exists already, still in use).
+    Conflict,
+    /// 413: too large.
+    TooLarge,
+    /// 429/400: a configured limit would be exceeded.
+    LimitExceeded,
 }
 
 impl Error {
@@ -79,6 +111,29 @@ impl Error {
         Error::Invalid {
             field: field.into(),
             message: message.into(),
+        }
+    }
+
+    /// A refusal of `kind` with `code`, naming the offending field's JSON path if any.
+    pub fn rejected(
+        kind: RejectKind,
+        code: impl Into<String>,
+        path: Option<&str>,
+        message: impl Into<String>,
+    ) -> Self {
+        Error::Rejected {
+            kind,
+            code: code.into(),
+            message: message.into(),
+            path: path.map(str::to_string),
+        }
+    }
+
+    /// The Tencent-style code of a rejection, if this is one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Error::Rejected { code, .. } => Some(code),
+            _ => None,
         }
     }
 

@@ -49,7 +49,7 @@ pub mod store;
 
 pub use codec::Record;
 pub use config::{PersistPolicy, RetentionPolicy};
-pub use error::{Error, Result};
+pub use error::{Error, RejectKind, Result};
 pub use event::Event;
 pub use store::{
     AppendOutcome, EventLog, LogOptions, LogReader, LogStats, ReadOutcome, WriterStats,

@@ -721,6 +721,17 @@ fn replicate(e: &Error) -> Error {
             message: message.clone(),
         },
         Error::Closed => Error::Closed,
+        Error::Rejected {
+            kind,
+            code,
+            message,
+            path,
+        } => Error::Rejected {
+            kind: *kind,
+            code: code.clone(),
+            message: message.clone(),
+            path: path.clone(),
+        },
     }
 }
 
