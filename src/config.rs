@@ -15,6 +15,8 @@ pub const DEFAULT_MAX_SEGMENT_BYTES: u64 = 128 * 1024 * 1024;
 pub const DEFAULT_INDEX_INTERVAL_BYTES: u64 = 64 * 1024;
 /// Default cap on the bytes one group commit writes before its fdatasync: 8 MiB.
 pub const DEFAULT_MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
+/// Default cap on one event's serialized structured-mode JSON: 64 KiB (Tencent EB's limit).
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 64 * 1024;
 
 /// When an append is acknowledged relative to fsync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -137,6 +137,51 @@ impl Error {
         }
     }
 
+    /// A copy of this error (I/O errors keep their OS code), for reporting one failure to
+    /// several requesters (a failed group commit, a failed put seen by concurrent puts).
+    pub fn replicate(&self) -> Error {
+        match self {
+            Error::Io { op, path, source } => Error::Io {
+                op,
+                path: path.clone(),
+                source: match source.raw_os_error() {
+                    Some(code) => std::io::Error::from_raw_os_error(code),
+                    None => std::io::Error::new(source.kind(), source.to_string()),
+                },
+            },
+            Error::Poisoned { path, cause } => Error::Poisoned {
+                path: path.clone(),
+                cause: cause.clone(),
+            },
+            Error::Corrupt {
+                path,
+                position,
+                detail,
+            } => Error::Corrupt {
+                path: path.clone(),
+                position: *position,
+                detail: detail.clone(),
+            },
+            Error::Codec(m) => Error::Codec(m.clone()),
+            Error::Invalid { field, message } => Error::Invalid {
+                field: field.clone(),
+                message: message.clone(),
+            },
+            Error::Closed => Error::Closed,
+            Error::Rejected {
+                kind,
+                code,
+                message,
+                path,
+            } => Error::Rejected {
+                kind: *kind,
+                code: code.clone(),
+                message: message.clone(),
+                path: path.clone(),
+            },
+        }
+    }
+
     /// True when the underlying cause is "no space left on device".
     pub fn is_no_space(&self) -> bool {
         matches!(self, Error::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC))

@@ -1,12 +1,23 @@
-//! The event model: a CloudEvents 1.0 event in the Tencent flavour, as it is stored.
+//! The event model: a CloudEvents 1.0 event in the Tencent flavour, as it is stored, and the
+//! parsing and validation of incoming events ([`parse_event`]).
 //!
-//! This module holds the stored shape. Parsing and validation of incoming JSON (the Tencent
-//! PutEvents form, time formats, size limits) belong to the event-model work that builds on it.
+//! Two input forms are accepted:
+//! - the CloudEvents 1.0 structured JSON object (`specversion`, `id`, `source`, `type`, ...);
+//! - the Tencent `PutEvents` entry (`Source`, `Data` as a JSON string, `Type`, `TagList`, ...),
+//!   recognised by its capitalized `Source` key.
+//!
+//! Both normalize to one [`Event`]: `time` becomes epoch milliseconds (ingest time when absent),
+//! a missing `id` becomes a UUID v4, `data` is kept as compact JSON bytes. Null-valued optional
+//! attributes count as absent (CloudEvents JSON format). Every refusal is an
+//! [`Error::Rejected`] with a Tencent-style code and the JSON path of the offending field.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+use crate::config::DEFAULT_MAX_EVENT_BYTES;
+use crate::error::{Error, RejectKind, Result};
 
 /// One event as the log stores it.
 ///
@@ -113,6 +124,506 @@ fn raw_json(bytes: &[u8]) -> Value {
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
 }
 
+/// Size limits applied by [`parse_event`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventLimits {
+    /// Cap on the serialized structured-mode JSON of the normalized event
+    /// ([`Event::to_json`]). Default = 64 KiB ([`DEFAULT_MAX_EVENT_BYTES`]).
+    pub max_event_bytes: usize,
+}
+
+impl Default for EventLimits {
+    fn default() -> Self {
+        EventLimits {
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+        }
+    }
+}
+
+/// The only CloudEvents version accepted.
+const SPEC_VERSION: &str = "1.0";
+/// Content type given to events from the PutEvents form, whose `Data` is always JSON.
+const PUT_EVENTS_CONTENT_TYPE: &str = "application/json;charset=utf-8";
+/// Longest extension attribute name (CloudEvents: "SHOULD NOT exceed 20 characters").
+const MAX_EXTENSION_NAME_CHARS: usize = 20;
+
+/// Context attributes (and `data`) of the CloudEvents form; every other member is an extension.
+const CLOUD_EVENT_ATTRIBUTES: &[&str] = &[
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "subject",
+    "time",
+    "region",
+    "resource",
+    "datacontenttype",
+    "tags",
+    "status",
+    "data",
+    "data_base64",
+];
+
+/// Members of a Tencent PutEvents entry.
+const PUT_EVENTS_FIELDS: &[&str] = &[
+    "Source", "Data", "Type", "Subject", "Time", "Region", "Status", "Id", "TagList",
+];
+
+/// Parses and validates one incoming event (a CloudEvents 1.0 JSON object or a Tencent
+/// PutEvents entry) into the stored shape.
+///
+/// `path` is the JSON path of this entry in the request (`$`, `$[2]`, `$.EventList[2]`); error
+/// paths extend it (`$[2].time`). `ingest_time_ms` fills a missing `time`.
+pub fn parse_event(
+    value: &Value,
+    path: &str,
+    ingest_time_ms: u64,
+    limits: &EventLimits,
+) -> Result<Event> {
+    let Value::Object(obj) = value else {
+        return Err(invalid(
+            "InvalidEvent",
+            path,
+            format!("an event must be a JSON object, found {}", json_kind(value)),
+        ));
+    };
+    let ingest_ms = i64::try_from(ingest_time_ms).unwrap_or(i64::MAX);
+    let event = if obj.contains_key("Source") {
+        parse_put_events_entry(obj, path, ingest_ms)?
+    } else {
+        parse_cloud_event(obj, path, ingest_ms)?
+    };
+    let size = serde_json::to_vec(&event.to_json())
+        .map_err(|e| Error::Codec(e.to_string()))?
+        .len();
+    if size > limits.max_event_bytes {
+        return Err(Error::rejected(
+            RejectKind::TooLarge,
+            "LimitExceeded.EventSize",
+            Some(path),
+            format!(
+                "the event is {size} bytes as JSON; the limit is {} bytes",
+                limits.max_event_bytes
+            ),
+        ));
+    }
+    Ok(event)
+}
+
+/// Splits a type of the form `product:Category:Name` (three non-empty parts of ASCII letters,
+/// digits, `_` or `-`) into its parts, e.g. `cvm:ErrorEvent:PingUnreachable`.
+pub fn cloud_event_type_parts(ty: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = ty.split(':');
+    let (product, category, name) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let ok = |p: &str| {
+        !p.is_empty()
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    (ok(product) && ok(category) && ok(name)).then_some((product, category, name))
+}
+
+/// True for a cloud-service source: `<product>.cloud.tencent` with a non-empty `<product>`.
+pub fn is_cloud_source(source: &str) -> bool {
+    source
+        .strip_suffix(".cloud.tencent")
+        .is_some_and(|prefix| !prefix.is_empty())
+}
+
+fn parse_cloud_event(obj: &Map<String, Value>, path: &str, ingest_ms: i64) -> Result<Event> {
+    let f = Fields { obj, path };
+    match f.get("specversion") {
+        None => return Err(missing("SpecVersion", &f.path_of("specversion"))),
+        Some(Value::String(v)) if v == SPEC_VERSION => {}
+        Some(other) => {
+            return Err(invalid(
+                "SpecVersion",
+                &f.path_of("specversion"),
+                format!(
+                    "specversion must be \"{SPEC_VERSION}\", found {}",
+                    short_json(other)
+                ),
+            ));
+        }
+    }
+    let mut ev = Event::new(
+        f.opt_id("id")?,
+        f.required_string("source", "Source")?,
+        f.required_string("type", "Type")?,
+    );
+    ev.subject = f.opt_string("subject", "Subject")?;
+    ev.time_ms = f.time("time", ingest_ms)?;
+    ev.region = f.opt_string("region", "Region")?;
+    if let Some(v) = f.get("resource") {
+        let p = f.path_of("resource");
+        let Value::Array(items) = v else {
+            return Err(invalid(
+                "Resource",
+                &p,
+                format!(
+                    "resource must be an array of strings, found {}",
+                    json_kind(v)
+                ),
+            ));
+        };
+        for (i, item) in items.iter().enumerate() {
+            let Value::String(s) = item else {
+                return Err(invalid(
+                    "Resource",
+                    &format!("{p}[{i}]"),
+                    format!("resource items must be strings, found {}", json_kind(item)),
+                ));
+            };
+            ev.resource.push(s.clone());
+        }
+    }
+    if let Some(ct) = f.opt_string("datacontenttype", "DataContentType")? {
+        if !is_json_content_type(&ct) {
+            return Err(invalid(
+                "DataContentType",
+                &f.path_of("datacontenttype"),
+                format!(
+                    "datacontenttype {ct:?} is not JSON; only JSON data is supported \
+                     (application/json or a +json type)"
+                ),
+            ));
+        }
+        ev.datacontenttype = Some(ct);
+    }
+    if let Some(v) = f.get("tags") {
+        let p = f.path_of("tags");
+        let Value::Object(tags) = v else {
+            return Err(invalid(
+                "Tags",
+                &p,
+                format!(
+                    "tags must be an object of string values, found {}",
+                    json_kind(v)
+                ),
+            ));
+        };
+        for (k, tv) in tags {
+            let Value::String(s) = tv else {
+                return Err(invalid(
+                    "Tags",
+                    &member_path(&p, k),
+                    format!(
+                        "tag {k:?} must have a string value, found {}",
+                        json_kind(tv)
+                    ),
+                ));
+            };
+            ev.tags.insert(k.clone(), s.clone());
+        }
+    }
+    ev.status = f.opt_string("status", "Status")?;
+    if f.get("data_base64").is_some() {
+        return Err(invalid(
+            "Data",
+            &f.path_of("data_base64"),
+            "data_base64 is not supported: only JSON data is accepted; send it in \"data\"",
+        ));
+    }
+    if let Some(data) = f.get("data") {
+        ev.data = serde_json::to_vec(data).map_err(|e| Error::Codec(e.to_string()))?;
+    }
+    for (name, value) in obj {
+        if CLOUD_EVENT_ATTRIBUTES.contains(&name.as_str()) {
+            continue;
+        }
+        let p = member_path(path, name);
+        if !is_extension_name(name) {
+            return Err(invalid(
+                "ExtensionName",
+                &p,
+                format!(
+                    "{name:?} is neither a known attribute nor a valid extension name: \
+                     extension names are 1-{MAX_EXTENSION_NAME_CHARS} characters of \
+                     lowercase a-z and 0-9"
+                ),
+            ));
+        }
+        match value {
+            Value::Null => {}
+            Value::String(_) | Value::Number(_) | Value::Bool(_) => {
+                ev.extensions.insert(name.clone(), value.to_string());
+            }
+            Value::Array(_) | Value::Object(_) => {
+                return Err(invalid(
+                    "ExtensionValue",
+                    &p,
+                    format!(
+                        "extension attribute {name:?} must be a string, number or boolean, \
+                         found {}",
+                        json_kind(value)
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(ev)
+}
+
+fn parse_put_events_entry(obj: &Map<String, Value>, path: &str, ingest_ms: i64) -> Result<Event> {
+    let f = Fields { obj, path };
+    if let Some(unknown) = obj
+        .keys()
+        .find(|k| !PUT_EVENTS_FIELDS.contains(&k.as_str()))
+    {
+        return Err(invalid(
+            "InvalidEvent",
+            &member_path(path, unknown),
+            format!(
+                "unknown member {unknown:?} in a PutEvents entry (the capitalized \"Source\" \
+                 marks this form; members are {})",
+                PUT_EVENTS_FIELDS.join(", ")
+            ),
+        ));
+    }
+    let mut ev = Event::new(
+        f.opt_id("Id")?,
+        f.required_string("Source", "Source")?,
+        f.required_string("Type", "Type")?,
+    );
+    ev.subject = f.opt_string("Subject", "Subject")?;
+    ev.time_ms = f.time("Time", ingest_ms)?;
+    ev.region = f.opt_string("Region", "Region")?;
+    ev.status = f.opt_string("Status", "Status")?;
+    let data_path = f.path_of("Data");
+    let data = match f.get("Data") {
+        None => return Err(missing("Data", &data_path)),
+        Some(Value::String(s)) => s,
+        Some(other) => {
+            return Err(invalid(
+                "Data",
+                &data_path,
+                format!(
+                    "Data must be a string holding JSON (e.g. \"{{\\\"k\\\":1}}\"), found {}",
+                    json_kind(other)
+                ),
+            ));
+        }
+    };
+    let parsed: Value = serde_json::from_str(data).map_err(|e| {
+        invalid(
+            "Data",
+            &data_path,
+            format!("Data must be a string holding valid JSON: {e}"),
+        )
+    })?;
+    if !parsed.is_null() {
+        ev.data = serde_json::to_vec(&parsed).map_err(|e| Error::Codec(e.to_string()))?;
+    }
+    ev.datacontenttype = Some(PUT_EVENTS_CONTENT_TYPE.to_string());
+    if let Some(v) = f.get("TagList") {
+        let p = f.path_of("TagList");
+        let Value::Array(items) = v else {
+            return Err(invalid(
+                "Tags",
+                &p,
+                format!(
+                    "TagList must be an array of {{\"Key\",\"Value\"}} objects, found {}",
+                    json_kind(v)
+                ),
+            ));
+        };
+        for (i, item) in items.iter().enumerate() {
+            let ip = format!("{p}[{i}]");
+            let Value::Object(tag) = item else {
+                return Err(invalid(
+                    "Tags",
+                    &ip,
+                    format!(
+                        "TagList items must be {{\"Key\",\"Value\"}} objects, found {}",
+                        json_kind(item)
+                    ),
+                ));
+            };
+            let string_member = |name: &str| match tag.get(name) {
+                Some(Value::String(s)) => Ok(s.clone()),
+                other => Err(invalid(
+                    "Tags",
+                    &format!("{ip}.{name}"),
+                    format!(
+                        "TagList items need a string {name:?}, found {}",
+                        other.map_or("nothing", json_kind)
+                    ),
+                )),
+            };
+            let key = string_member("Key")?;
+            let value = string_member("Value")?;
+            if let Some(extra) = tag.keys().find(|k| *k != "Key" && *k != "Value") {
+                return Err(invalid(
+                    "Tags",
+                    &member_path(&ip, extra),
+                    format!("TagList items have only \"Key\" and \"Value\", found {extra:?}"),
+                ));
+            }
+            if ev.tags.insert(key.clone(), value).is_some() {
+                return Err(invalid(
+                    "Tags",
+                    &format!("{ip}.Key"),
+                    format!("tag key {key:?} appears more than once in TagList"),
+                ));
+            }
+        }
+    }
+    Ok(ev)
+}
+
+/// Typed access to one event object's members; null members count as absent.
+struct Fields<'a> {
+    obj: &'a Map<String, Value>,
+    path: &'a str,
+}
+
+impl<'a> Fields<'a> {
+    fn get(&self, key: &str) -> Option<&'a Value> {
+        self.obj.get(key).filter(|v| !v.is_null())
+    }
+
+    fn path_of(&self, key: &str) -> String {
+        member_path(self.path, key)
+    }
+
+    fn opt_string(&self, key: &str, field: &str) -> Result<Option<String>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(invalid(
+                field,
+                &self.path_of(key),
+                format!("{key} must be a string, found {}", json_kind(other)),
+            )),
+        }
+    }
+
+    fn required_string(&self, key: &str, field: &str) -> Result<String> {
+        match self.opt_string(key, field)? {
+            None => Err(missing(field, &self.path_of(key))),
+            Some(s) if s.is_empty() => Err(invalid(
+                field,
+                &self.path_of(key),
+                format!("{key} must not be empty"),
+            )),
+            Some(s) => Ok(s),
+        }
+    }
+
+    /// The event id, or a fresh UUID v4 when absent.
+    fn opt_id(&self, key: &str) -> Result<String> {
+        match self.opt_string(key, "Id")? {
+            None => Ok(uuid::Uuid::new_v4().to_string()),
+            Some(s) if s.is_empty() => Err(invalid(
+                "Id",
+                &self.path_of(key),
+                format!("{key} must not be empty (omit it to have one assigned)"),
+            )),
+            Some(s) => Ok(s),
+        }
+    }
+
+    /// Epoch ms from an integer, a numeric string or an RFC 3339 string; absent → `default`.
+    fn time(&self, key: &str, default: i64) -> Result<i64> {
+        let Some(v) = self.get(key) else {
+            return Ok(default);
+        };
+        parse_time(v).map_err(|rule| invalid("Time", &self.path_of(key), rule))
+    }
+}
+
+/// Epoch milliseconds from a JSON time value, or the rule it broke.
+fn parse_time(v: &Value) -> std::result::Result<i64, String> {
+    const RULE: &str = "must be epoch milliseconds (an integer or a string of digits) or an \
+                        RFC 3339 timestamp such as \"2021-03-11T02:42:39.146Z\"";
+    match v {
+        Value::Number(n) => n
+            .as_i64()
+            .ok_or_else(|| format!("time {n} {RULE}; it is not an integer in range")),
+        Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s
+            .parse::<i64>()
+            .map_err(|_| format!("time {s:?} is out of range")),
+        Value::String(s) => chrono::DateTime::parse_from_rfc3339(s)
+            .map(|t| t.timestamp_millis())
+            .map_err(|e| format!("time {s:?} {RULE} ({e})")),
+        other => Err(format!("time {RULE}, found {}", json_kind(other))),
+    }
+}
+
+/// CloudEvents extension names: 1-20 characters of lowercase a-z and 0-9.
+fn is_extension_name(name: &str) -> bool {
+    (1..=MAX_EXTENSION_NAME_CHARS).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+/// `application/json`, or any `+json` structured-syntax type, parameters ignored.
+fn is_json_content_type(ct: &str) -> bool {
+    let media = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    media == "application/json" || (media.contains('/') && media.ends_with("+json"))
+}
+
+/// `prefix.key` for plain keys, `prefix["key"]` (JSON-escaped) otherwise.
+fn member_path(prefix: &str, key: &str) -> String {
+    let plain = !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if plain {
+        format!("{prefix}.{key}")
+    } else {
+        format!("{prefix}[{}]", Value::from(key))
+    }
+}
+
+fn invalid(field: &str, path: &str, message: impl Into<String>) -> Error {
+    Error::rejected(
+        RejectKind::Invalid,
+        format!("InvalidParameterValue.{field}"),
+        Some(path),
+        message,
+    )
+}
+
+fn missing(field: &str, path: &str) -> Error {
+    Error::rejected(
+        RejectKind::Invalid,
+        format!("MissingParameter.{field}"),
+        Some(path),
+        format!("the required attribute at {path} is missing"),
+    )
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A value for an error message, cut to a readable length.
+fn short_json(v: &Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 40 {
+        format!("{}…", s.chars().take(40).collect::<String>())
+    } else {
+        s
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,5 +643,90 @@ mod tests {
         assert_eq!(j["data"]["instanceId"], "ins-1");
         assert_eq!(j["replayname"], "r1");
         assert!(j.get("subject").is_none());
+    }
+
+    #[test]
+    fn cloud_event_type_parts_needs_three_plain_parts() {
+        assert_eq!(
+            cloud_event_type_parts("cvm:ErrorEvent:PingUnreachable"),
+            Some(("cvm", "ErrorEvent", "PingUnreachable"))
+        );
+        assert_eq!(
+            cloud_event_type_parts("eb_platform_test:TEST:ALL"),
+            Some(("eb_platform_test", "TEST", "ALL"))
+        );
+        assert_eq!(
+            cloud_event_type_parts("cvm:ErrorEvent:ping_unreachable-2"),
+            Some(("cvm", "ErrorEvent", "ping_unreachable-2"))
+        );
+        for bad in [
+            "",
+            "cvm",
+            "connector:kafka",
+            "cvm::Ping",
+            ":a:b",
+            "a:b:",
+            "a:b:c:d",
+            "a b:c:d",
+            "a:b.c:d",
+            "cvm:ErrorEvent:Ping/Unreachable",
+        ] {
+            assert_eq!(cloud_event_type_parts(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn is_cloud_source_needs_a_prefix_and_the_suffix() {
+        assert!(is_cloud_source("cvm.cloud.tencent"));
+        assert!(is_cloud_source("a.b.cloud.tencent"));
+        assert!(!is_cloud_source(".cloud.tencent"));
+        assert!(!is_cloud_source("cloud.tencent"));
+        assert!(!is_cloud_source("cvm.cloud.tencent.evil"));
+        assert!(!is_cloud_source("my.app"));
+    }
+
+    #[test]
+    fn parse_time_accepts_ms_digits_and_rfc3339() {
+        assert_eq!(parse_time(&Value::from(5i64)), Ok(5));
+        assert_eq!(
+            parse_time(&Value::from("1615430559146")),
+            Ok(1_615_430_559_146)
+        );
+        assert_eq!(
+            parse_time(&Value::from("1970-01-01T00:00:01.5Z")),
+            Ok(1_500)
+        );
+        assert!(parse_time(&Value::from(1.5)).is_err());
+        assert!(parse_time(&Value::from("")).is_err());
+        assert!(parse_time(&Value::from("99999999999999999999")).is_err());
+        assert!(parse_time(&Value::from(true)).is_err());
+    }
+
+    #[test]
+    fn extension_name_rule_is_lowercase_alnum_up_to_20() {
+        assert!(is_extension_name("replayname"));
+        assert!(is_extension_name("a1"));
+        assert!(is_extension_name(&"a".repeat(20)));
+        assert!(!is_extension_name(&"a".repeat(21)));
+        assert!(!is_extension_name(""));
+        assert!(!is_extension_name("Data"));
+        assert!(!is_extension_name("my_ext"));
+        assert!(!is_extension_name("é"));
+    }
+
+    #[test]
+    fn member_path_quotes_unusual_keys() {
+        assert_eq!(member_path("$[0]", "time"), "$[0].time");
+        assert_eq!(member_path("$", "a b"), "$[\"a b\"]");
+        assert_eq!(member_path("$", ""), "$[\"\"]");
+    }
+
+    #[test]
+    fn json_content_types() {
+        assert!(is_json_content_type("application/json;charset=utf-8"));
+        assert!(is_json_content_type("Application/JSON"));
+        assert!(is_json_content_type("application/cloudevents+json"));
+        assert!(!is_json_content_type("text/plain"));
+        assert!(!is_json_content_type("+json"));
     }
 }

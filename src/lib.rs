@@ -7,6 +7,8 @@
 //! - [`store`]: the per-event-set log. CRC-framed records in rolling segment files,
 //!   group-committed appends acknowledged after fdatasync, sparse indexes for reads by offset
 //!   and time, tailing readers, retention, crash recovery, offline verify and repair.
+//! - [`catalog`]: event sets, rules, targets and cursors (sled), validated with Tencent-style
+//!   error codes; every change is flushed before it returns.
 //! - [`codec`]: the binary encoding of stored values (bincode 2 behind one module).
 //! - [`event`]: the stored event model.
 //! - [`config`]: settings and their defaults.
@@ -40,6 +42,8 @@
 //! log.close().unwrap();
 //! ```
 
+pub mod bus;
+pub mod catalog;
 pub mod cli;
 pub mod codec;
 pub mod config;

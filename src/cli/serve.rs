@@ -1,5 +1,6 @@
-//! `eventbus serve`: until the HTTP facade lands, opens the store (the `default` event set)
-//! under the data directory, reports recovery, and waits for Ctrl-C / SIGTERM.
+//! `eventbus serve`: until the HTTP facade lands, opens the event bus on the data directory
+//! (creating the catalog and the built-in `default` event set on a fresh one, recovering every
+//! log), reports what it found, and waits for Ctrl-C / SIGTERM.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,8 +8,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 
+use crate::bus::{BusConfig, EventBus};
 use crate::config::DEFAULT_LISTEN;
-use crate::store::{EventLog, LogOptions};
 
 /// Arguments of `serve`.
 #[derive(Debug, Args)]
@@ -23,22 +24,24 @@ pub struct ServeArgs {
 
 /// Runs `serve`.
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let dir = args.data_dir.join("sets").join("default");
-    let log = EventLog::open(&dir, LogOptions::default())
-        .with_context(|| format!("opening event set log {}", dir.display()))?;
-    let stats = log.stats();
-    let report = log.recovery_report();
+    let bus = EventBus::open(BusConfig {
+        data_dir: args.data_dir.clone(),
+        ..BusConfig::default()
+    })
+    .with_context(|| format!("opening the event bus in {}", args.data_dir.display()))?;
+    let sets = bus.list_sets()?;
     println!(
-        "eventbus: store open at {} (event set `default`: offsets {}..{}, {} segment(s){}); \
-         HTTP facade not built yet, not listening on {}. Ctrl-C to stop.",
+        "eventbus: data dir {} open; {} event set(s): {}. HTTP facade not built yet, not \
+         listening on {}. Ctrl-C to stop.",
         args.data_dir.display(),
-        stats.first_offset,
-        stats.next_offset,
-        stats.segments,
-        match &report.torn_tail {
-            Some(t) => format!(", torn tail of {} bytes cut", t.bytes_cut),
-            None => String::new(),
-        },
+        sets.len(),
+        sets.iter()
+            .map(|s| format!(
+                "{} (offsets {}..{})",
+                s.meta.name, s.stats.first_offset, s.stats.next_offset
+            ))
+            .collect::<Vec<_>>()
+            .join(", "),
         args.listen
     );
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -59,7 +62,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ctrl_c.await?;
         anyhow::Ok(())
     })?;
-    log.close().context("closing the store")?;
-    println!("eventbus: store closed cleanly");
+    bus.shutdown().context("closing the event bus")?;
+    println!("eventbus: closed cleanly");
     Ok(ExitCode::SUCCESS)
 }

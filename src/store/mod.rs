@@ -402,6 +402,10 @@ impl EventLog {
             },
             rolled_retention: RetentionOutcome::default(),
         };
+        if retention.max_age.is_some() || retention.max_bytes.is_some() {
+            // On this thread, before the writer starts: `open` may be called from async code.
+            writer.retention()?;
+        }
         let handle = std::thread::Builder::new()
             .name(format!(
                 "eventbus-writer-{}",
@@ -417,9 +421,6 @@ impl EventLog {
             report: opened.report,
             max_event_bytes,
         };
-        if retention.max_age.is_some() || retention.max_bytes.is_some() {
-            log.apply_retention_blocking()?;
-        }
         Ok(log)
     }
 
@@ -691,50 +692,6 @@ struct Gather {
     last_sync: Duration,
 }
 
-/// A clone of an error for every requester of a failed group commit.
-fn replicate(e: &Error) -> Error {
-    match e {
-        Error::Io { op, path, source } => Error::Io {
-            op,
-            path: path.clone(),
-            source: match source.raw_os_error() {
-                Some(code) => std::io::Error::from_raw_os_error(code),
-                None => std::io::Error::new(source.kind(), source.to_string()),
-            },
-        },
-        Error::Poisoned { path, cause } => Error::Poisoned {
-            path: path.clone(),
-            cause: cause.clone(),
-        },
-        Error::Corrupt {
-            path,
-            position,
-            detail,
-        } => Error::Corrupt {
-            path: path.clone(),
-            position: *position,
-            detail: detail.clone(),
-        },
-        Error::Codec(m) => Error::Codec(m.clone()),
-        Error::Invalid { field, message } => Error::Invalid {
-            field: field.clone(),
-            message: message.clone(),
-        },
-        Error::Closed => Error::Closed,
-        Error::Rejected {
-            kind,
-            code,
-            message,
-            path,
-        } => Error::Rejected {
-            kind: *kind,
-            code: code.clone(),
-            message: message.clone(),
-            path: path.clone(),
-        },
-    }
-}
-
 /// A failure inside a group commit and whether the log state is still known.
 struct CommitFailure {
     error: Error,
@@ -972,7 +929,7 @@ impl Writer {
         }
         if let Err(e) = replies_ok {
             for (_, reply) in items {
-                let _ = reply.send(Err(replicate(&e)));
+                let _ = reply.send(Err(e.replicate()));
             }
             return;
         }
@@ -1000,7 +957,7 @@ impl Writer {
                     self.poison(error.to_string());
                 }
                 for (_, reply) in items {
-                    let _ = reply.send(Err(replicate(&error)));
+                    let _ = reply.send(Err(error.replicate()));
                 }
             }
         }

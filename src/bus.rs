@@ -1,0 +1,522 @@
+//! The embeddable event bus: the catalog (event sets, rules, targets) plus one [`EventLog`] per
+//! event set, and the put path with its per-entry results, the rules of the built-in `default`
+//! cloud service event set, and de-duplication.
+//!
+//! Layout of a data directory:
+//! ```text
+//! DATA/catalog/        sled database (event sets, rules, targets, cursors)
+//! DATA/sets/NAME/      one log per event set (see docs/FORMAT.md)
+//! ```
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::catalog::{Catalog, CatalogLimits, EventSetMeta, SetKind};
+use crate::config::{PersistPolicy, RetentionPolicy};
+use crate::error::{Error, RejectKind, Result};
+use crate::event::{EventLimits, cloud_event_type_parts, is_cloud_source, parse_event};
+use crate::store::{EventLog, LogOptions, LogReader, LogStats, system_clock};
+
+/// Name of the built-in cloud service event set.
+pub const DEFAULT_SET: &str = "default";
+
+/// How to open an [`EventBus`].
+#[derive(Debug, Clone)]
+pub struct BusConfig {
+    /// Where the catalog and the logs live. Default = `./data`.
+    pub data_dir: PathBuf,
+    /// Durability of appends. Default = `Always`.
+    pub persist: PersistPolicy,
+    /// Segment size of every log. Default = 128 MiB.
+    pub max_segment_bytes: u64,
+    /// Event validation limits. Default = 64 KiB per event.
+    pub event_limits: EventLimits,
+    /// Catalog limits.
+    pub catalog_limits: CatalogLimits,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        BusConfig {
+            data_dir: PathBuf::from(crate::config::DEFAULT_DATA_DIR),
+            persist: PersistPolicy::Always,
+            max_segment_bytes: crate::config::DEFAULT_MAX_SEGMENT_BYTES,
+            event_limits: EventLimits::default(),
+            catalog_limits: CatalogLimits::default(),
+        }
+    }
+}
+
+/// Who is putting events: only cloud producers may write to `default`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Producer {
+    /// A cloud service (the HTTP layer maps the `cloud` and `admin` token roles here).
+    Cloud,
+    /// An application.
+    Custom,
+}
+
+/// The result of one entry of a put.
+#[derive(Debug)]
+pub enum PutEntry {
+    /// Stored (or recognised as a duplicate of a stored event, with its original offset).
+    Stored {
+        /// The event's id (assigned when the producer gave none).
+        id: String,
+        /// Its offset in the event set's log.
+        offset: u64,
+        /// True when this was a repeat of an event inside the de-duplication window.
+        duplicate: bool,
+    },
+    /// Refused; the other entries are unaffected.
+    Failed(Error),
+}
+
+/// The result of a put: one entry per input, in order.
+#[derive(Debug)]
+pub struct PutOutcome {
+    /// Per-entry results.
+    pub entries: Vec<PutEntry>,
+    /// How many entries failed.
+    pub failed: usize,
+}
+
+/// An event set's catalog entry and the extent of its log.
+#[derive(Debug, Clone)]
+pub struct EventSetInfo {
+    /// The catalog entry.
+    pub meta: EventSetMeta,
+    /// Count, bytes, first/last offset and time.
+    pub stats: LogStats,
+}
+
+type DedupKey = (String, String);
+
+#[derive(Debug, Clone)]
+enum Seen {
+    /// Being appended by another put; its result arrives on the channel.
+    Pending(watch::Receiver<Option<std::result::Result<u64, String>>>),
+    /// Stored at this offset, ingested at this time.
+    Stored(u64, u64),
+}
+
+/// Recent (source, id) pairs of one event set, for the de-duplication window.
+#[derive(Debug, Default)]
+struct Dedup {
+    seen: HashMap<DedupKey, Seen>,
+    /// Stored keys by ingest time, oldest first, for expiry.
+    order: VecDeque<(u64, DedupKey)>,
+}
+
+impl Dedup {
+    fn expire(&mut self, cutoff_ms: u64) {
+        while let Some((t, _)) = self.order.front() {
+            if *t >= cutoff_ms {
+                break;
+            }
+            let (_, key) = self.order.pop_front().expect("front exists");
+            if matches!(self.seen.get(&key), Some(Seen::Stored(_, t2)) if *t2 < cutoff_ms) {
+                self.seen.remove(&key);
+            }
+        }
+    }
+    fn stored(&mut self, key: DedupKey, offset: u64, time_ms: u64) {
+        self.seen.insert(key.clone(), Seen::Stored(offset, time_ms));
+        self.order.push_back((time_ms, key));
+    }
+}
+
+struct SetLog {
+    log: EventLog,
+    dedup: Mutex<Dedup>,
+}
+
+/// The event bus: open it on a data directory, put and read events, manage event sets.
+pub struct EventBus {
+    config: BusConfig,
+    catalog: Catalog,
+    sets: RwLock<HashMap<String, Arc<SetLog>>>,
+}
+
+impl std::fmt::Debug for EventBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventBus")
+            .field("data_dir", &self.config.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> u64 {
+    (system_clock())()
+}
+
+fn retention_of(meta: &EventSetMeta) -> RetentionPolicy {
+    RetentionPolicy {
+        max_age: meta
+            .retention
+            .max_age_hours
+            .map(|h| Duration::from_secs(h * 3600)),
+        max_bytes: meta.retention.max_bytes,
+    }
+}
+
+impl EventBus {
+    /// Opens (creating if needed) the bus in `config.data_dir`: the catalog, the built-in
+    /// `default` event set, and every event set's log (recovering each from any crash).
+    pub fn open(config: BusConfig) -> Result<EventBus> {
+        let catalog = Catalog::open(&config.data_dir.join("catalog"), config.catalog_limits)?;
+        let bus = EventBus {
+            config,
+            catalog,
+            sets: RwLock::new(HashMap::new()),
+        };
+        for meta in bus.catalog.list_sets()? {
+            bus.open_set_log(&meta)?;
+        }
+        Ok(bus)
+    }
+
+    fn set_dir(&self, name: &str) -> PathBuf {
+        self.config.data_dir.join("sets").join(name)
+    }
+
+    fn open_set_log(&self, meta: &EventSetMeta) -> Result<Arc<SetLog>> {
+        let opts = LogOptions {
+            persist: self.config.persist,
+            max_segment_bytes: self.config.max_segment_bytes,
+            retention: retention_of(meta),
+            ..LogOptions::default()
+        };
+        let log = EventLog::open(self.set_dir(&meta.name), opts)?;
+        let mut dedup = Dedup::default();
+        if meta.dedup_window_ms > 0 {
+            // Rebuild the window from the log itself: no separate state to keep durable.
+            let from = now_ms().saturating_sub(meta.dedup_window_ms);
+            let mut reader = log.read_from_time(from)?;
+            for r in reader.records() {
+                let r = r?;
+                dedup.stored((r.event.source, r.event.id), r.offset, r.ingest_time_ms);
+            }
+        }
+        let set = Arc::new(SetLog {
+            log,
+            dedup: Mutex::new(dedup),
+        });
+        self.sets
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(meta.name.clone(), set.clone());
+        Ok(set)
+    }
+
+    fn set(&self, name: &str) -> Result<Arc<SetLog>> {
+        self.sets
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+            .ok_or_else(|| {
+                Error::rejected(
+                    RejectKind::NotFound,
+                    "ResourceNotFound.EventSet",
+                    None,
+                    format!("event set `{name}` does not exist"),
+                )
+            })
+    }
+
+    /// The catalog (rules, targets, cursors).
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// Creates a custom event set and its log.
+    pub fn create_set(
+        &self,
+        name: &str,
+        description: Option<&str>,
+        retention: Option<crate::catalog::RetentionSpec>,
+        dedup_window_ms: Option<u64>,
+    ) -> Result<EventSetInfo> {
+        let meta = self
+            .catalog
+            .create_set(name, description, retention, dedup_window_ms)?;
+        // A directory left by an earlier set of this name (deleted, then a crash before its
+        // files were removed) must not leak old events into the new set.
+        let dir = self.set_dir(name);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::io("remove", &dir, e))?;
+        }
+        let set = self.open_set_log(&meta)?;
+        Ok(EventSetInfo {
+            stats: set.log.stats(),
+            meta,
+        })
+    }
+
+    /// Every event set with its stats.
+    pub fn list_sets(&self) -> Result<Vec<EventSetInfo>> {
+        self.catalog
+            .list_sets()?
+            .into_iter()
+            .map(|meta| {
+                let stats = self.set(&meta.name)?.log.stats();
+                Ok(EventSetInfo { meta, stats })
+            })
+            .collect()
+    }
+
+    /// One event set with its stats.
+    pub fn get_set(&self, name: &str) -> Result<EventSetInfo> {
+        let meta = self.catalog.get_set(name)?;
+        let stats = self.set(name)?.log.stats();
+        Ok(EventSetInfo { meta, stats })
+    }
+
+    /// Deletes an event set (refused while it has rules, and for `default`) and its log.
+    pub fn delete_set(&self, name: &str) -> Result<()> {
+        self.catalog.delete_set(name)?;
+        let set = self
+            .sets
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+        if let Some(set) = set {
+            set.log.close()?;
+        }
+        let dir = self.set_dir(name);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::io("remove", &dir, e))?;
+            let parent = self.config.data_dir.join("sets");
+            std::fs::File::open(&parent)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| Error::io("fsync dir", &parent, e))?;
+        }
+        Ok(())
+    }
+
+    /// Puts events into `set`. `entries` are CloudEvents objects or Tencent PutEvents
+    /// entries; each gets its own result, and accepted ones are durable (per the persist
+    /// policy) when this returns. Only [`Producer::Cloud`] may write to `default`, and only
+    /// cloud-service events; custom sets refuse events claiming a `*.cloud.tencent` source.
+    pub async fn put_events(
+        &self,
+        set_name: &str,
+        entries: &[Value],
+        producer: Producer,
+    ) -> Result<PutOutcome> {
+        let meta = self.catalog.get_set(set_name)?;
+        let set = self.set(set_name)?;
+        let cloud_set = meta.kind == SetKind::Cloud;
+        if cloud_set && producer != Producer::Cloud {
+            return Err(Error::rejected(
+                RejectKind::Denied,
+                "OperationDenied.CloudEventSet",
+                None,
+                format!("only cloud producers may put events into `{set_name}`"),
+            ));
+        }
+        let now = now_ms();
+        let mut results: Vec<Option<PutEntry>> = Vec::with_capacity(entries.len());
+        let mut events = Vec::new();
+        let mut slots = Vec::new(); // result index of each event to append
+        for (i, value) in entries.iter().enumerate() {
+            let path = format!("$[{i}]");
+            match parse_event(value, &path, now, &self.config.event_limits)
+                .and_then(|e| check_set_rules(&e, cloud_set, &path).map(|()| e))
+            {
+                Ok(e) => {
+                    results.push(None);
+                    slots.push(i);
+                    events.push(e);
+                }
+                Err(e) => results.push(Some(PutEntry::Failed(e))),
+            }
+        }
+        // De-duplication: claim each (source, id) or find it stored / being stored.
+        let window = meta.dedup_window_ms;
+        let mut waiters = Vec::new();
+        let mut to_append = Vec::new();
+        let (done_tx, done_rx) = watch::channel(None);
+        if window > 0 {
+            let mut d = set.dedup.lock().unwrap_or_else(|p| p.into_inner());
+            d.expire(now.saturating_sub(window));
+            for (event, slot) in events.into_iter().zip(slots) {
+                let key = (event.source.clone(), event.id.clone());
+                match d.seen.get(&key) {
+                    Some(Seen::Stored(offset, _)) => {
+                        results[slot] = Some(PutEntry::Stored {
+                            id: event.id,
+                            offset: *offset,
+                            duplicate: true,
+                        });
+                    }
+                    Some(Seen::Pending(rx)) => waiters.push((slot, key, rx.clone())),
+                    None => {
+                        d.seen.insert(key, Seen::Pending(done_rx.clone()));
+                        to_append.push((slot, event));
+                    }
+                }
+            }
+        } else {
+            to_append = slots.into_iter().zip(events).collect();
+        }
+        if !to_append.is_empty() {
+            let evs: Vec<_> = to_append.iter().map(|(_, e)| e.clone()).collect();
+            let outcome = match set.log.submit(&evs) {
+                Ok(ticket) => ticket.await,
+                Err(e) => Err(e),
+            };
+            if window > 0 {
+                let mut d = set.dedup.lock().unwrap_or_else(|p| p.into_inner());
+                for (i, (_, e)) in to_append.iter().enumerate() {
+                    let key = (e.source.clone(), e.id.clone());
+                    match &outcome {
+                        Ok(o) => d.stored(key, o.first_offset + i as u64, o.ingest_time_ms),
+                        Err(_) => {
+                            d.seen.remove(&key);
+                        }
+                    }
+                }
+            }
+            let _ = done_tx.send(Some(match &outcome {
+                Ok(o) => Ok(o.first_offset),
+                Err(e) => Err(e.to_string()),
+            }));
+            match outcome {
+                Ok(o) => {
+                    for (i, (slot, e)) in to_append.into_iter().enumerate() {
+                        results[slot] = Some(PutEntry::Stored {
+                            id: e.id,
+                            offset: o.first_offset + i as u64,
+                            duplicate: false,
+                        });
+                    }
+                }
+                Err(err) => {
+                    for (slot, _) in to_append {
+                        results[slot] = Some(PutEntry::Failed(err.replicate()));
+                    }
+                }
+            }
+        }
+        for (slot, key, mut rx) in waiters {
+            // Another put is storing the same (source, id): report its outcome.
+            let outcome = rx.wait_for(|v| v.is_some()).await.map(|v| v.clone());
+            let stored = {
+                let d = set.dedup.lock().unwrap_or_else(|p| p.into_inner());
+                match d.seen.get(&key) {
+                    Some(Seen::Stored(offset, _)) => Some(*offset),
+                    _ => None,
+                }
+            };
+            let entry = match (outcome, stored) {
+                (Ok(Some(Ok(_))), Some(offset)) => PutEntry::Stored {
+                    id: key.1,
+                    offset,
+                    duplicate: true,
+                },
+                (Ok(Some(Err(msg))), _) => PutEntry::Failed(Error::rejected(
+                    RejectKind::Conflict,
+                    "FailedOperation.ConcurrentPut",
+                    Some(&format!("$[{slot}]")),
+                    format!("a concurrent put of the same (source, id) failed ({msg}); retry"),
+                )),
+                _ => PutEntry::Failed(Error::Closed),
+            };
+            results[slot] = Some(entry);
+        }
+        let entries: Vec<PutEntry> = results
+            .into_iter()
+            .map(|r| r.expect("every entry has a result"))
+            .collect();
+        let failed = entries
+            .iter()
+            .filter(|e| matches!(e, PutEntry::Failed(_)))
+            .count();
+        Ok(PutOutcome { entries, failed })
+    }
+
+    /// A reader over `set` from `offset`.
+    pub fn read_from(&self, set: &str, offset: u64) -> Result<LogReader> {
+        Ok(self.set(set)?.log.read_from(offset))
+    }
+
+    /// The log of an event set (for tools and later components).
+    pub fn log_dir(&self, set: &str) -> PathBuf {
+        self.set_dir(set)
+    }
+
+    /// Closes every log (after their pending appends) and flushes the catalog.
+    pub fn shutdown(&self) -> Result<()> {
+        let sets: Vec<Arc<SetLog>> = self
+            .sets
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(_, s)| s)
+            .collect();
+        let mut first_err = None;
+        for s in sets {
+            if let Err(e) = s.log.close() {
+                first_err.get_or_insert(e);
+            }
+        }
+        // Every catalog mutation was flushed before it returned; nothing more to make durable.
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.config.data_dir
+    }
+}
+
+/// The event-set rules on top of event validation: `default` takes only cloud-service events
+/// (source `*.cloud.tencent`, type `product:Category:Name`); custom sets refuse events that
+/// claim a cloud source (spoofing).
+fn check_set_rules(e: &crate::event::Event, cloud_set: bool, path: &str) -> Result<()> {
+    if cloud_set {
+        if !is_cloud_source(&e.source) {
+            return Err(Error::rejected(
+                RejectKind::Invalid,
+                "InvalidParameterValue.Source",
+                Some(&format!("{path}.source")),
+                format!(
+                    "the cloud service event set accepts only cloud-service events: source `{}` \
+                     does not end in `.cloud.tencent`",
+                    e.source
+                ),
+            ));
+        }
+        if cloud_event_type_parts(&e.ty).is_none() {
+            return Err(Error::rejected(
+                RejectKind::Invalid,
+                "InvalidParameterValue.Type",
+                Some(&format!("{path}.type")),
+                format!(
+                    "the cloud service event set needs a type of the form product:Category:Name, \
+                     got `{}`",
+                    e.ty
+                ),
+            ));
+        }
+    } else if is_cloud_source(&e.source) {
+        return Err(Error::rejected(
+            RejectKind::Denied,
+            "OperationDenied.ReservedSource",
+            Some(&format!("{path}.source")),
+            format!(
+                "sources ending in `.cloud.tencent` are reserved for cloud services; `{}` cannot \
+                 be put into a custom event set",
+                e.source
+            ),
+        ));
+    }
+    Ok(())
+}
