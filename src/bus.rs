@@ -11,7 +11,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::watch;
@@ -156,13 +155,7 @@ fn now_ms() -> u64 {
 }
 
 fn retention_of(meta: &EventSetMeta) -> RetentionPolicy {
-    RetentionPolicy {
-        max_age: meta
-            .retention
-            .max_age_hours
-            .map(|h| Duration::from_secs(h * 3600)),
-        max_bytes: meta.retention.max_bytes,
-    }
+    meta.retention.to_policy()
 }
 
 impl EventBus {
@@ -276,6 +269,36 @@ impl EventBus {
         let meta = self.catalog.get_set(name)?;
         let stats = self.set(name)?.log.stats();
         Ok(EventSetInfo { meta, stats })
+    }
+
+    /// Updates an event set's description, retention or de-duplication window (refused for
+    /// `default`). A new retention policy applies to the log at once.
+    pub fn update_set(&self, name: &str, patch: crate::catalog::SetPatch) -> Result<EventSetInfo> {
+        let meta = self.catalog.update_set(name, patch)?;
+        let set = self.set(name)?;
+        set.log.set_retention(retention_of(&meta));
+        Ok(EventSetInfo {
+            stats: set.log.stats(),
+            meta,
+        })
+    }
+
+    /// Applies every event set's retention policy now; returns the records removed per set.
+    pub async fn apply_retention(&self) -> Result<Vec<(String, u64)>> {
+        let sets: Vec<(String, Arc<SetLog>)> = self
+            .sets
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut out = Vec::new();
+        for (name, set) in sets {
+            let before = set.log.first_offset();
+            let r = set.log.apply_retention().await?;
+            out.push((name, r.first_offset - before));
+        }
+        Ok(out)
     }
 
     /// Deletes an event set (refused while it has rules, and for `default`) and its log.

@@ -9,38 +9,67 @@
 //!   and time, tailing readers, retention, crash recovery, offline verify and repair.
 //! - [`catalog`]: event sets, rules, targets and cursors (sled), validated with Tencent-style
 //!   error codes; every change is flushed before it returns.
+//! - [`event`]: the event model: CloudEvents 1.0 and Tencent PutEvents parsing and validation.
+//! - [`bus`]: [`bus::EventBus`], the embeddable whole: the catalog, one log per event set,
+//!   the built-in `default` cloud service event set, per-entry puts, de-duplication.
 //! - [`codec`]: the binary encoding of stored values (bincode 2 behind one module).
-//! - [`event`]: the stored event model.
-//! - [`config`]: settings and their defaults.
+//! - [`config`]: settings and their defaults; [`error`]: the error type.
 //!
 //! ## Guarantees
 //! - With [`PersistPolicy::Always`] (the default) an append is acknowledged only after the
 //!   bytes are fdatasynced; a crash or power loss at any instant loses no acknowledged event.
+//! - A put answers per entry: a bad entry gets its own error (with a Tencent-style code and
+//!   the JSON path of the field) and never affects the others.
 //! - Offsets are dense from 0 and never reused; ingest times never decrease along a log.
 //! - Damage that a crash cannot explain is never silently dropped: opening fails with
 //!   [`Error::Corrupt`] naming the file and byte position.
 //!
 //! ## Not (yet) here
-//! Rules, targets, delivery, the HTTP API: see the project's issues.
+//! Pattern matching, delivery to targets, the HTTP API: see the project's issues.
 //!
 //! ## Example
 //! ```
-//! use eventbus::{Event, EventLog, LogOptions, ReadOutcome};
+//! use eventbus::bus::{BusConfig, EventBus, Producer, PutEntry};
+//! use serde_json::json;
 //!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let dir = tempfile::tempdir().unwrap();
-//! let log = EventLog::open(dir.path().join("orders"), LogOptions::default()).unwrap();
-//! let mut ev = Event::new("e-1", "cvm.cloud.tencent", "cvm:ErrorEvent:PingUnreachable");
-//! ev.data = br#"{"instanceId":"ins-1"}"#.to_vec();
-//! let ack = log.append_blocking(&[ev.clone()]).unwrap();
-//! assert_eq!(ack.first_offset, 0);
-//!
-//! let mut reader = log.read_from(0);
-//! match reader.next().unwrap() {
-//!     ReadOutcome::Record(r) => assert_eq!(r.event, ev),
-//!     ReadOutcome::EndOfLog => unreachable!(),
+//! let bus = EventBus::open(BusConfig {
+//!     data_dir: dir.path().to_path_buf(),
+//!     ..BusConfig::default()
+//! })
+//! .unwrap();
+//! bus.create_set("orders", Some("order events"), None, None).unwrap();
+//! let out = bus
+//!     .put_events(
+//!         "orders",
+//!         &[
+//!             json!({"specversion": "1.0", "id": "o-1", "source": "shop", "type": "order.created",
+//!                    "data": {"total": 12}}),
+//!             json!({"specversion": "1.0", "source": "shop"}), // no type: refused
+//!         ],
+//!         Producer::Custom,
+//!     )
+//!     .await
+//!     .unwrap();
+//! assert_eq!(out.failed, 1);
+//! assert!(matches!(out.entries[0], PutEntry::Stored { offset: 0, .. }));
+//! match &out.entries[1] {
+//!     PutEntry::Failed(e) => assert_eq!(e.code(), Some("MissingParameter.Type")),
+//!     other => panic!("{other:?}"),
 //! }
-//! log.close().unwrap();
+//! let events: Vec<_> = bus
+//!     .read_from("orders", 0)
+//!     .unwrap()
+//!     .records()
+//!     .collect::<Result<_, _>>()
+//!     .unwrap();
+//! assert_eq!(events[0].event.id, "o-1");
+//! bus.shutdown().unwrap();
+//! # });
 //! ```
+//!
+//! The log alone ([`EventLog`]) can be embedded too; see [`store`].
 
 pub mod bus;
 pub mod catalog;

@@ -249,3 +249,26 @@ async fn default_set_cannot_be_deleted() {
     assert_eq!(err.code(), Some("OperationDenied.ResourceImmutable"));
     assert!(bus.get_set(DEFAULT_SET).is_ok());
 }
+
+#[tokio::test]
+async fn updating_a_sets_retention_applies_to_its_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = open(dir.path());
+    bus.create_set("logs", None, None, Some(0)).unwrap();
+    for i in 0..200 {
+        bus.put_events("logs", &[app_event(&format!("e{i}"))], Producer::Custom)
+            .await
+            .unwrap();
+    }
+    assert_eq!(bus.get_set("logs").unwrap().stats.first_offset, 0);
+    let patch: eventbus::catalog::SetPatch =
+        serde_json::from_value(json!({"retention": {"max_bytes": 8192}})).unwrap();
+    let info = bus.update_set("logs", patch).unwrap();
+    assert_eq!(info.meta.retention.max_bytes, Some(8192));
+    let removed = bus.apply_retention().await.unwrap();
+    let logs = removed.iter().find(|(n, _)| n == "logs").unwrap().1;
+    assert!(logs > 0, "retention removed nothing");
+    let stats = bus.get_set("logs").unwrap().stats;
+    assert_eq!(stats.first_offset, logs);
+    assert!(stats.bytes <= 8192 + 4096, "{stats:?}");
+}

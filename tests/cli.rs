@@ -376,3 +376,36 @@ fn inspect_reports_a_missing_segment_as_a_gap_and_repair_accepts_it() {
     }
     assert_eq!(n, EVENTS - (to - from));
 }
+
+/// `eventbus serve` on a fresh data directory creates the catalog and the built-in `default`
+/// event set, and shuts down cleanly on SIGINT.
+#[test]
+fn serve_on_a_fresh_data_dir_creates_the_default_event_set() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_eventbus"))
+        .args(["serve", "--data-dir"])
+        .arg(&data)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.contains("default (offsets 0..0)"), "{first}");
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let last = lines.map(|l| l.unwrap()).last().unwrap_or_default();
+    assert!(last.contains("closed cleanly"), "{last}");
+    let bus = eventbus::bus::EventBus::open(eventbus::bus::BusConfig {
+        data_dir: data,
+        ..Default::default()
+    })
+    .unwrap();
+    let default = bus.get_set(eventbus::bus::DEFAULT_SET).unwrap();
+    assert_eq!(default.meta.kind, eventbus::catalog::SetKind::Cloud);
+    assert_eq!(default.meta.retention.max_age_hours, Some(30 * 24));
+}

@@ -24,6 +24,18 @@ pub struct ServeArgs {
 
 /// Runs `serve`.
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    // Signal handlers go in before anything is opened, so a signal at any moment after
+    // start-up leads to a clean shutdown.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (mut int, mut term) = rt.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        anyhow::Ok((
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::terminate())?,
+        ))
+    })?;
     let bus = EventBus::open(BusConfig {
         data_dir: args.data_dir.clone(),
         ..BusConfig::default()
@@ -44,24 +56,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .join(", "),
         args.listen
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-            tokio::select! {
-                r = ctrl_c => r?,
-                _ = term.recv() => {}
-            }
+    let stopped = rt.block_on(async {
+        tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
         }
-        #[cfg(not(unix))]
-        ctrl_c.await?;
-        anyhow::Ok(())
-    })?;
+    });
+    tracing::info!("{stopped} received, shutting down");
     bus.shutdown().context("closing the event bus")?;
     println!("eventbus: closed cleanly");
     Ok(ExitCode::SUCCESS)

@@ -11,6 +11,23 @@
 //! everything waiting, writes it with one `write`, fdatasyncs once, publishes the new end of the
 //! log to readers, and only then acknowledges each append (group commit). Readers share the
 //! segment files (positional reads) and never block the writer for longer than a metadata copy.
+//!
+//! # Example
+//! ```
+//! use eventbus::{Event, EventLog, LogOptions, ReadOutcome};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let log = EventLog::open(dir.path().join("orders"), LogOptions::default()).unwrap();
+//! let mut ev = Event::new("e-1", "cvm.cloud.tencent", "cvm:ErrorEvent:PingUnreachable");
+//! ev.data = br#"{"instanceId":"ins-1"}"#.to_vec();
+//! let ack = log.append_blocking(&[ev.clone()]).unwrap(); // returns after fdatasync
+//! assert_eq!(ack.first_offset, 0);
+//! match log.read_from(0).next().unwrap() {
+//!     ReadOutcome::Record(r) => assert_eq!(r.event, ev),
+//!     ReadOutcome::EndOfLog => unreachable!(),
+//! }
+//! log.close().unwrap();
+//! ```
 
 pub mod frame;
 pub mod index;
@@ -224,6 +241,8 @@ struct Shared {
     closed: AtomicBool,
     repairs: Repairs,
     counters: Counters,
+    /// The retention policy; changeable while the log is open.
+    retention: Mutex<RetentionPolicy>,
 }
 
 /// Counters of the writer, for benchmarks and metrics.
@@ -257,6 +276,9 @@ impl Shared {
     }
     fn write_state(&self) -> std::sync::RwLockWriteGuard<'_, LogState> {
         self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+    fn retention_policy(&self) -> RetentionPolicy {
+        *self.retention.lock().unwrap_or_else(|p| p.into_inner())
     }
     fn poison_cause(&self) -> Option<String> {
         self.poisoned
@@ -374,6 +396,7 @@ impl EventLog {
             closed: AtomicBool::new(false),
             repairs: opened.repairs,
             counters: Counters::default(),
+            retention: Mutex::new(opts.retention),
         });
         let max_event_bytes = opts
             .max_event_bytes
@@ -509,6 +532,16 @@ impl EventLog {
         let (reply, rx) = oneshot::channel();
         self.send(Request::Sync { reply })?;
         rx.blocking_recv().unwrap_or(Err(Error::Closed))
+    }
+
+    /// Replaces the retention policy. It takes effect at the next roll, on the next
+    /// [`EventLog::apply_retention`], and when the log is opened again.
+    pub fn set_retention(&self, policy: RetentionPolicy) {
+        *self
+            .shared
+            .retention
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = policy;
     }
 
     /// Applies the retention policy now (it also runs after every segment roll and on open).
@@ -1193,7 +1226,7 @@ impl Writer {
     /// Retention request: seal the active segment if all of it has expired, then delete.
     fn retention(&mut self) -> Result<RetentionOutcome> {
         self.rolled_retention = RetentionOutcome::default();
-        if let Some(max_age) = self.opts.retention.max_age {
+        if let Some(max_age) = self.shared.retention_policy().max_age {
             let cutoff = (self.opts.clock)().saturating_sub(max_age.as_millis() as u64);
             let active_expired = self.st.active_len > 0 && self.st.last_time < cutoff;
             if active_expired {
@@ -1216,7 +1249,7 @@ impl Writer {
     /// Deletes sealed segments, oldest first, while the policy says so. Each deletion is made
     /// durable (directory fsync) before the next, so a crash never leaves a hole in the chain.
     fn delete_expired(&mut self) -> Result<RetentionOutcome> {
-        let policy = self.opts.retention;
+        let policy = self.shared.retention_policy();
         let cutoff = policy
             .max_age
             .map(|a| (self.opts.clock)().saturating_sub(a.as_millis() as u64));
