@@ -223,7 +223,9 @@ impl EventBus {
             })
     }
 
-    /// The catalog (rules, targets, cursors).
+    /// The catalog, for rules, targets and cursors. Event sets are managed through the
+    /// `EventBus` methods (`create_set`, `update_set`, `delete_set`), which also open, retune
+    /// and remove their logs; the catalog's own set methods change only the catalog.
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
     }

@@ -272,3 +272,42 @@ async fn updating_a_sets_retention_applies_to_its_log() {
     assert_eq!(stats.first_offset, logs);
     assert!(stats.bytes <= 8192 + 4096, "{stats:?}");
 }
+
+#[tokio::test]
+async fn a_set_with_rules_and_a_rule_with_targets_cannot_be_deleted_and_keep_their_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = open(dir.path());
+    bus.create_set("orders", None, None, None).unwrap();
+    bus.put_events("orders", &[app_event("a")], Producer::Custom)
+        .await
+        .unwrap();
+    let spec: eventbus::catalog::RuleSpec =
+        serde_json::from_value(json!({"name": "all", "pattern": {"source": ["orders.app"]}}))
+            .unwrap();
+    bus.catalog().create_rule("orders", spec).unwrap();
+    bus.catalog()
+        .create_target(
+            "orders",
+            "all",
+            json!({"name": "hook", "type": "http", "http": {"url": "http://127.0.0.1:9/x"}}),
+        )
+        .unwrap();
+    let err = bus.delete_set("orders").unwrap_err();
+    assert_eq!(err.code(), Some("ResourceInUse.EventSet"));
+    assert!(matches!(
+        err,
+        Error::Rejected {
+            kind: RejectKind::Conflict,
+            ..
+        }
+    ));
+    let err = bus.catalog().delete_rule("orders", "all").unwrap_err();
+    assert_eq!(err.code(), Some("ResourceInUse.Rule"));
+    // Refused deletions leave the set and its events alone.
+    assert_eq!(bus.get_set("orders").unwrap().stats.next_offset, 1);
+    bus.catalog()
+        .delete_target("orders", "all", "hook")
+        .unwrap();
+    bus.catalog().delete_rule("orders", "all").unwrap();
+    bus.delete_set("orders").unwrap();
+}
