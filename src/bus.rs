@@ -168,10 +168,45 @@ impl EventBus {
             catalog,
             sets: RwLock::new(HashMap::new()),
         };
-        for meta in bus.catalog.list_sets()? {
-            bus.open_set_log(&meta)?;
+        let sets = bus.catalog.list_sets()?;
+        bus.remove_deleted_set_dirs(&sets)?;
+        for meta in &sets {
+            bus.open_set_log(meta)?;
         }
         Ok(bus)
+    }
+
+    /// A directory under `sets/` that no catalog entry names can only be what is left of a
+    /// deleted set (the catalog entry is written before a set's directory exists and removed
+    /// before it is deleted): a crash cut the deletion short. Finish it, so a later set of the
+    /// same name never inherits those events.
+    fn remove_deleted_set_dirs(&self, sets: &[EventSetMeta]) -> Result<()> {
+        let root = self.config.data_dir.join("sets");
+        let entries = match std::fs::read_dir(&root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io("list", &root, e)),
+        };
+        let mut removed = false;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("list", &root, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.path().is_dir() && !sets.iter().any(|m| m.name == name) {
+                tracing::warn!(
+                    dir = %entry.path().display(),
+                    "removing the directory of a deleted event set (its deletion was interrupted)"
+                );
+                std::fs::remove_dir_all(entry.path())
+                    .map_err(|e| Error::io("remove", entry.path(), e))?;
+                removed = true;
+            }
+        }
+        if removed {
+            std::fs::File::open(&root)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| Error::io("fsync dir", &root, e))?;
+        }
+        Ok(())
     }
 
     fn set_dir(&self, name: &str) -> PathBuf {

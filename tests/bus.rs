@@ -311,3 +311,30 @@ async fn a_set_with_rules_and_a_rule_with_targets_cannot_be_deleted_and_keep_the
     bus.catalog().delete_rule("orders", "all").unwrap();
     bus.delete_set("orders").unwrap();
 }
+
+#[tokio::test]
+async fn an_interrupted_set_deletion_is_finished_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let bus = open(dir.path());
+        bus.create_set("old", None, None, None).unwrap();
+        bus.put_events("old", &[app_event("a")], Producer::Custom)
+            .await
+            .unwrap();
+        bus.shutdown().unwrap();
+    }
+    // A crash between removing the catalog entry and removing the directory.
+    {
+        let catalog = eventbus::catalog::Catalog::open(
+            &dir.path().join("catalog"),
+            eventbus::catalog::CatalogLimits::default(),
+        )
+        .unwrap();
+        catalog.delete_set("old").unwrap();
+    }
+    assert!(dir.path().join("sets/old").exists());
+    let bus = open(dir.path());
+    assert!(!dir.path().join("sets/old").exists());
+    bus.create_set("old", None, None, None).unwrap();
+    assert_eq!(bus.get_set("old").unwrap().stats.next_offset, 0);
+}
