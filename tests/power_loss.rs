@@ -46,7 +46,7 @@ const WEAK_ITERS_PER_POLICY: u64 = 60;
 
 /// How long a producer waits for an acknowledgement, and the test for `close`, before calling
 /// the writer stuck.
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A producer stops after this many appends even if the power never goes (a safety net: every
 /// scenario cuts the power long before).
