@@ -6,12 +6,9 @@
 //! type system rather than by care. In particular inspect never calls `EventLog::open`, which
 //! would cut a torn tail and rebuild indexes.
 
-use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -20,7 +17,7 @@ use serde::Serialize;
 use crate::codec::decode_record;
 use crate::store::frame::{FrameDecode, decode_frame};
 use crate::store::index::{self, lookup_offset};
-use crate::store::io::{Io, IoFile, OsIo};
+use crate::store::io::{Io, IoFile, OsIo, ReadOnlyIo};
 use crate::store::recovery::{
     self, Damage, Gap, RepairReport, Repairs, SegmentReport, list_segments, load_repairs,
     read_header_at,
@@ -918,77 +915,6 @@ fn read_exact(file: &dyn IoFile, buf: &mut [u8], pos: u64) -> io::Result<()> {
 // ---------------------------------------------------------------------------------------------
 // The read-only filesystem
 // ---------------------------------------------------------------------------------------------
-
-/// The real filesystem, read-only: files are opened without write access and every mutation
-/// fails with `PermissionDenied`. Works on read-only mounts and snapshots too.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ReadOnlyIo;
-
-#[derive(Debug)]
-struct ReadOnlyFile(File);
-
-fn refused(what: &str, path: &Path) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::PermissionDenied,
-        format!("inspect is read-only: refused to {what} {}", path.display()),
-    )
-}
-
-impl Io for ReadOnlyIo {
-    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        Err(refused("create", path))
-    }
-    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
-        std::fs::read_dir(path)?
-            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
-            .collect()
-    }
-    fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn IoFile>> {
-        if create {
-            return Err(refused("create", path));
-        }
-        Ok(Arc::new(ReadOnlyFile(File::open(path)?)))
-    }
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        Err(refused("remove", path))
-    }
-    fn rename(&self, from: &Path, _to: &Path) -> io::Result<()> {
-        Err(refused("rename", from))
-    }
-    fn sync_dir(&self, _path: &Path) -> io::Result<()> {
-        Ok(()) // nothing was changed, so there is nothing to make durable
-    }
-    fn exists(&self, path: &Path) -> bool {
-        path.exists()
-    }
-    fn lock(&self, path: &Path) -> io::Result<crate::store::io::LockGuard> {
-        Err(refused("lock", path))
-    }
-}
-
-impl IoFile for ReadOnlyFile {
-    fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
-        self.0.read_at(buf, pos)
-    }
-    fn write_all_at(&self, _buf: &[u8], _pos: u64) -> io::Result<()> {
-        Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            "inspect is read-only: refused to write",
-        ))
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        Ok(())
-    }
-    fn set_len(&self, _len: u64) -> io::Result<()> {
-        Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            "inspect is read-only: refused to truncate",
-        ))
-    }
-    fn len(&self) -> io::Result<u64> {
-        Ok(self.0.metadata()?.len())
-    }
-}
 
 #[cfg(test)]
 mod tests {

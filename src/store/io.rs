@@ -1,6 +1,7 @@
 //! The fault-injection seam: every byte the log reads or writes goes through [`Io`] / [`IoFile`].
 //!
-//! [`OsIo`] is the real filesystem. [`SimIo`] is an in-memory filesystem that remembers what was
+//! [`OsIo`] is the real filesystem; [`ReadOnlyIo`] is the same, refusing every change (used by
+//! `eventbus inspect`). [`SimIo`] is an in-memory filesystem that remembers what was
 //! made durable (by `sync_data` for file contents and `sync_dir` for directory entries) so tests
 //! can simulate a power loss: everything not yet fsynced is dropped, optionally keeping a torn
 //! prefix of the unsynced bytes. It can also fail fsync (EIO) and run out of space (ENOSPC).
@@ -150,6 +151,81 @@ impl IoFile for OsFile {
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.0.set_len(len)
+    }
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Read-only filesystem
+// ---------------------------------------------------------------------------------------------
+
+/// The real filesystem, read-only: files are opened without write access and every mutation
+/// fails with `PermissionDenied`. Works on read-only mounts and snapshots too.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReadOnlyIo;
+
+#[derive(Debug)]
+struct ReadOnlyFile(File);
+
+fn refused(what: &str, path: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!("read-only filesystem: refused to {what} {}", path.display()),
+    )
+}
+
+impl Io for ReadOnlyIo {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        Err(refused("create", path))
+    }
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        std::fs::read_dir(path)?
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect()
+    }
+    fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn IoFile>> {
+        if create {
+            return Err(refused("create", path));
+        }
+        Ok(Arc::new(ReadOnlyFile(File::open(path)?)))
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        Err(refused("remove", path))
+    }
+    fn rename(&self, from: &Path, _to: &Path) -> io::Result<()> {
+        Err(refused("rename", from))
+    }
+    fn sync_dir(&self, _path: &Path) -> io::Result<()> {
+        Ok(()) // nothing was changed, so there is nothing to make durable
+    }
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
+    fn lock(&self, path: &Path) -> io::Result<LockGuard> {
+        Err(refused("lock", path))
+    }
+}
+
+impl IoFile for ReadOnlyFile {
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+        self.0.read_at(buf, pos)
+    }
+    fn write_all_at(&self, _buf: &[u8], _pos: u64) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "read-only filesystem: refused to write",
+        ))
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        Ok(())
+    }
+    fn set_len(&self, _len: u64) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "read-only filesystem: refused to truncate",
+        ))
     }
     fn len(&self) -> io::Result<u64> {
         Ok(self.0.metadata()?.len())
