@@ -29,7 +29,8 @@ use crate::store::{EventLog, LogOptions};
 #[command(after_help = "Examples:\n  \
     eventbus bench append --mode embedded                    # 64 producers x 1 KiB, durable\n  \
     eventbus bench append --mode embedded --batch 100        # producers put 100 events at once\n  \
-    eventbus bench disk                                      # fdatasync rounds and bandwidth\n\
+    eventbus bench disk                                      # fdatasync rounds and bandwidth\n  \
+    eventbus bench reopen --events 10000000                  # recovery time after a crash\n\
     Output: one JSON object per line on stdout.")]
 pub struct BenchArgs {
     #[command(subcommand)]

@@ -23,7 +23,8 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the server on a data directory.
+    /// Open the event bus on a data directory (creating `default` on a fresh one) and run
+    /// until Ctrl-C / SIGTERM. The HTTP facade is not built yet.
     Serve(serve::ServeArgs),
     /// Offline: list segments, verify CRCs, print records, repair damage.
     Inspect(inspect::InspectArgs),
