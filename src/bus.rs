@@ -16,13 +16,12 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::catalog::{Catalog, CatalogLimits, EventSetMeta, SetKind};
-use crate::config::{PersistPolicy, RetentionPolicy};
+use crate::config::PersistPolicy;
 use crate::error::{Error, RejectKind, Result};
-use crate::event::{EventLimits, cloud_event_type_parts, is_cloud_source, parse_event};
-use crate::store::{EventLog, LogOptions, LogReader, LogStats, system_clock};
+use crate::event::{Event, EventLimits, cloud_event_type_parts, is_cloud_source, parse_event};
+use crate::store::{EventLog, LogOptions, LogReader, LogStats};
 
-/// Name of the built-in cloud service event set.
-pub const DEFAULT_SET: &str = "default";
+pub use crate::catalog::DEFAULT_SET;
 
 /// How to open an [`EventBus`].
 #[derive(Debug, Clone)]
@@ -140,6 +139,10 @@ pub struct EventBus {
     config: BusConfig,
     catalog: Catalog,
     sets: RwLock<HashMap<String, Arc<SetLog>>>,
+    /// Serialises creating, updating and deleting event sets, so the catalog, the map of open
+    /// logs and the directories change together (a delete racing a create of the same name
+    /// must not close or remove the new set's log).
+    lifecycle: Mutex<()>,
 }
 
 impl std::fmt::Debug for EventBus {
@@ -150,13 +153,7 @@ impl std::fmt::Debug for EventBus {
     }
 }
 
-fn now_ms() -> u64 {
-    (system_clock())()
-}
-
-fn retention_of(meta: &EventSetMeta) -> RetentionPolicy {
-    meta.retention.to_policy()
-}
+use crate::config::now_ms;
 
 impl EventBus {
     /// Opens (creating if needed) the bus in `config.data_dir`: the catalog, the built-in
@@ -167,6 +164,7 @@ impl EventBus {
             config,
             catalog,
             sets: RwLock::new(HashMap::new()),
+            lifecycle: Mutex::new(()),
         };
         let sets = bus.catalog.list_sets()?;
         bus.remove_deleted_set_dirs(&sets)?;
@@ -217,7 +215,7 @@ impl EventBus {
         let opts = LogOptions {
             persist: self.config.persist,
             max_segment_bytes: self.config.max_segment_bytes,
-            retention: retention_of(meta),
+            retention: meta.retention.to_policy(),
             ..LogOptions::default()
         };
         let log = EventLog::open(self.set_dir(&meta.name), opts)?;
@@ -273,16 +271,29 @@ impl EventBus {
         retention: Option<crate::catalog::RetentionSpec>,
         dedup_window_ms: Option<u64>,
     ) -> Result<EventSetInfo> {
+        let _lifecycle = self.lifecycle.lock().unwrap_or_else(|p| p.into_inner());
         let meta = self
             .catalog
             .create_set(name, description, retention, dedup_window_ms)?;
         // A directory left by an earlier set of this name (deleted, then a crash before its
         // files were removed) must not leak old events into the new set.
         let dir = self.set_dir(name);
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(|e| Error::io("remove", &dir, e))?;
+        let opened = if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::io("remove", &dir, e))
+        } else {
+            Ok(())
         }
-        let set = self.open_set_log(&meta)?;
+        .and_then(|()| self.open_set_log(&meta));
+        let set = match opened {
+            Ok(set) => set,
+            Err(e) => {
+                // Take the catalog entry back: a set without a log would be stuck.
+                if let Err(undo) = self.catalog.delete_set(name) {
+                    tracing::error!(set = name, "could not undo a failed create: {undo}");
+                }
+                return Err(e);
+            }
+        };
         Ok(EventSetInfo {
             stats: set.log.stats(),
             meta,
@@ -311,9 +322,10 @@ impl EventBus {
     /// Updates an event set's description, retention or de-duplication window (refused for
     /// `default`). A new retention policy applies to the log at once.
     pub fn update_set(&self, name: &str, patch: crate::catalog::SetPatch) -> Result<EventSetInfo> {
+        let _lifecycle = self.lifecycle.lock().unwrap_or_else(|p| p.into_inner());
         let meta = self.catalog.update_set(name, patch)?;
         let set = self.set(name)?;
-        set.log.set_retention(retention_of(&meta));
+        set.log.set_retention(meta.retention.to_policy());
         Ok(EventSetInfo {
             stats: set.log.stats(),
             meta,
@@ -340,6 +352,7 @@ impl EventBus {
 
     /// Deletes an event set (refused while it has rules, and for `default`) and its log.
     pub fn delete_set(&self, name: &str) -> Result<()> {
+        let _lifecycle = self.lifecycle.lock().unwrap_or_else(|p| p.into_inner());
         self.catalog.delete_set(name)?;
         let set = self
             .sets
@@ -427,39 +440,49 @@ impl EventBus {
             to_append = slots.into_iter().zip(events).collect();
         }
         if !to_append.is_empty() {
-            let evs: Vec<_> = to_append.iter().map(|(_, e)| e.clone()).collect();
-            let outcome = match set.log.submit(&evs) {
-                Ok(ticket) => ticket.await,
-                Err(e) => Err(e),
-            };
-            if window > 0 {
-                let mut d = set.dedup.lock().unwrap_or_else(|p| p.into_inner());
-                for (i, (_, e)) in to_append.iter().enumerate() {
-                    let key = (e.source.clone(), e.id.clone());
-                    match &outcome {
-                        Ok(o) => d.stored(key, o.first_offset + i as u64, o.ingest_time_ms),
-                        Err(_) => {
-                            d.seen.remove(&key);
+            let (slots, events): (Vec<usize>, Vec<Event>) = to_append.into_iter().unzip();
+            let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+            // The append and its de-dup bookkeeping run as their own task: if this future is
+            // dropped (a client gave up mid-fsync), the events are still stored, their pending
+            // markers still resolve, and a retry finds them as duplicates.
+            let task_set = set.clone();
+            let outcome = tokio::spawn(async move {
+                let outcome = match task_set.log.submit(&events) {
+                    Ok(ticket) => ticket.await,
+                    Err(e) => Err(e),
+                };
+                if window > 0 {
+                    let mut d = task_set.dedup.lock().unwrap_or_else(|p| p.into_inner());
+                    for (i, e) in events.into_iter().enumerate() {
+                        let key = (e.source, e.id);
+                        match &outcome {
+                            Ok(o) => d.stored(key, o.first_offset + i as u64, o.ingest_time_ms),
+                            Err(_) => {
+                                d.seen.remove(&key);
+                            }
                         }
                     }
                 }
-            }
-            let _ = done_tx.send(Some(match &outcome {
-                Ok(o) => Ok(o.first_offset),
-                Err(e) => Err(e.to_string()),
-            }));
+                let _ = done_tx.send(Some(match &outcome {
+                    Ok(o) => Ok(o.first_offset),
+                    Err(e) => Err(e.to_string()),
+                }));
+                outcome
+            })
+            .await
+            .unwrap_or(Err(Error::Closed));
             match outcome {
                 Ok(o) => {
-                    for (i, (slot, e)) in to_append.into_iter().enumerate() {
+                    for (i, (slot, id)) in slots.into_iter().zip(ids).enumerate() {
                         results[slot] = Some(PutEntry::Stored {
-                            id: e.id,
+                            id,
                             offset: o.first_offset + i as u64,
                             duplicate: false,
                         });
                     }
                 }
                 Err(err) => {
-                    for (slot, _) in to_append {
+                    for slot in slots {
                         results[slot] = Some(PutEntry::Failed(err.replicate()));
                     }
                 }

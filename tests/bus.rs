@@ -338,3 +338,36 @@ async fn an_interrupted_set_deletion_is_finished_on_open() {
     bus.create_set("old", None, None, None).unwrap();
     assert_eq!(bus.get_set("old").unwrap().stats.next_offset, 0);
 }
+
+#[tokio::test]
+async fn a_put_dropped_mid_append_is_still_stored_and_its_retry_is_a_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = open(dir.path());
+    bus.create_set("orders", None, None, None).unwrap();
+    // Give up on the put right after its first poll, as a client that disconnects would.
+    let dropped = tokio::time::timeout(
+        std::time::Duration::from_nanos(1),
+        bus.put_events("orders", &[app_event("a")], Producer::Custom),
+    )
+    .await;
+    assert!(
+        dropped.is_err(),
+        "the put finished before the timeout: nothing was tested"
+    );
+    let mut retry = None;
+    for _ in 0..200 {
+        let out = bus
+            .put_events("orders", &[app_event("a")], Producer::Custom)
+            .await
+            .unwrap();
+        match &out.entries[0] {
+            PutEntry::Stored { .. } => {
+                retry = Some(offset_of(&out.entries[0]));
+                break;
+            }
+            PutEntry::Failed(_) => tokio::time::sleep(std::time::Duration::from_millis(5)).await,
+        }
+    }
+    assert_eq!(retry, Some((0, true)));
+    assert_eq!(bus.get_set("orders").unwrap().stats.next_offset, 1);
+}

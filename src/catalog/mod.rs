@@ -34,7 +34,7 @@ pub mod keys;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::Value;
@@ -55,6 +55,9 @@ pub const DEFAULT_SET_MAX_AGE_HOURS: u64 = 30 * 24;
 pub const DEFAULT_CUSTOM_MAX_AGE_HOURS: u64 = 7 * 24;
 /// Deduplication window (by event id) of a set created without one: 120 s. 0 disables it.
 pub const DEFAULT_DEDUP_WINDOW_MS: u64 = 120_000;
+/// Largest de-duplication window: 24 hours. The window is kept in memory and rebuilt from the
+/// log on open, so it must stay bounded.
+pub const MAX_DEDUP_WINDOW_MS: u64 = 24 * 3600 * 1000;
 /// Longest description, in characters.
 pub const MAX_DESCRIPTION_CHARS: usize = 200;
 /// Largest rule pattern, serialized JSON bytes.
@@ -383,6 +386,9 @@ impl Catalog {
         validate_description(description)?;
         let retention = retention.unwrap_or_else(RetentionSpec::custom_default);
         validate_retention(&retention)?;
+        if let Some(w) = dedup_window_ms {
+            validate_dedup_window(w)?;
+        }
 
         let _guard = self.lock();
         if self.get_raw(&self.sets, name.as_bytes())?.is_some() {
@@ -442,6 +448,9 @@ impl Catalog {
         }
         if let Some(r) = &patch.retention {
             validate_retention(r)?;
+        }
+        if let Some(w) = patch.dedup_window_ms {
+            validate_dedup_window(w)?;
         }
         let _guard = self.lock();
         let mut meta = self.get_set(name)?;
@@ -1159,11 +1168,19 @@ fn sled_err(op: &'static str, path: &Path, e: sled::Error) -> Error {
     }
 }
 
+fn validate_dedup_window(w: u64) -> Result<()> {
+    if w > MAX_DEDUP_WINDOW_MS {
+        return Err(invalid(
+            codes::INVALID_PARAMETER_VALUE,
+            "$.dedup_window_ms",
+            format!("dedup_window_ms is {w}; the largest window is {MAX_DEDUP_WINDOW_MS} (24 h)"),
+        ));
+    }
+    Ok(())
+}
+
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
+    crate::config::now_ms()
 }
 
 #[cfg(test)]

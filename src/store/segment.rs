@@ -8,7 +8,7 @@ use std::path::Path;
 use super::frame::{FrameDecode, decode_frame};
 use super::index::IndexEntry;
 use super::io::IoFile;
-use crate::codec::decode_record_header;
+use crate::codec::{RecordFormat, decode_record_header};
 use crate::error::{Error, Result};
 
 /// Suffix of segment files.
@@ -218,11 +218,30 @@ pub fn find_valid_frame_after(
     }
     let mut buf = vec![0u8; (file_len - from) as usize];
     super::io::read_exact_at(file, &mut buf, from).map_err(|e| Error::io("read", path, e))?;
+    // Every frame holds at least a header, a format byte and two varints.
+    const MIN_FRAME: u64 = (super::frame::FRAME_HEADER_BYTES + 3) as u64;
+    let max_offset = after_offset.map_or(u64::MAX, |a| {
+        a.saturating_add(buf.len() as u64 / MIN_FRAME + 1)
+    });
     for i in 1..buf.len() {
-        if let FrameDecode::Frame { payload, .. } = decode_frame(&buf[i..])
-            && let Ok((offset, _)) = decode_record_header(payload)
-            && after_offset.is_none_or(|a| offset > a)
-        {
+        // Cheap checks first (length fits, format byte, plausible offset), so a long run of
+        // garbage costs a few comparisons per byte instead of a CRC per byte.
+        let rest = &buf[i..];
+        if rest.len() <= super::frame::FRAME_HEADER_BYTES {
+            break;
+        }
+        let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+        let header = super::frame::FRAME_HEADER_BYTES;
+        if len == 0 || len > rest.len() - header || rest[header] != RecordFormat::EventV1 as u8 {
+            continue;
+        }
+        let Ok((offset, _)) = decode_record_header(&rest[header..header + len]) else {
+            continue;
+        };
+        if offset > max_offset || after_offset.is_some_and(|a| offset <= a) {
+            continue;
+        }
+        if let FrameDecode::Frame { .. } = decode_frame(rest) {
             return Ok(Some(from + i as u64));
         }
     }
@@ -232,6 +251,36 @@ pub fn find_valid_frame_after(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resync_over_a_long_garbage_tail_finds_the_later_frame() {
+        use crate::store::io::{Io, SimIo};
+        let io = SimIo::new();
+        let dir = Path::new("/d");
+        io.create_dir_all(dir).unwrap();
+        let path = dir.join("x.log");
+        let f = io.open(&path, true).unwrap();
+        // 8 MiB of pseudo-random garbage, then one valid frame for offset 7.
+        let mut bytes = Vec::with_capacity(8 << 20);
+        let mut x: u64 = 0x1234_5678;
+        while bytes.len() < 8 << 20 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            bytes.extend_from_slice(&x.to_le_bytes());
+        }
+        let at = bytes.len() as u64;
+        let ev = crate::event::Event::new("i", "s", "t");
+        let payload = crate::codec::record_payload(7, 1, &ev).unwrap();
+        super::super::frame::encode_frame(&payload, &mut bytes);
+        f.write_all_at(&bytes, 0).unwrap();
+        let found = find_valid_frame_after(f.as_ref(), &path, 0, Some(6)).unwrap();
+        assert_eq!(found, Some(at));
+        assert_eq!(
+            find_valid_frame_after(f.as_ref(), &path, 0, Some(7)).unwrap(),
+            None
+        );
+    }
 
     #[test]
     fn segment_names_round_trip_and_parse_strictly() {
