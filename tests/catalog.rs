@@ -833,3 +833,22 @@ fn reopen_after_drop_returns_identical_catalog() {
     let cat = open(&dir);
     assert_eq!(snapshot(&cat), before);
 }
+
+#[test]
+fn dedup_window_above_24_hours_is_rejected() {
+    let (_d, c) = fresh();
+    let day = eventbus::catalog::MAX_DEDUP_WINDOW_MS;
+    assert_invalid(
+        c.create_set("big", None, None, Some(day + 1)),
+        "InvalidParameterValue",
+        "$.dedup_window_ms",
+    );
+    c.create_set("ok", None, None, Some(day)).unwrap();
+    let patch: eventbus::catalog::SetPatch =
+        serde_json::from_value(serde_json::json!({"dedup_window_ms": day + 1})).unwrap();
+    assert_invalid(
+        c.update_set("ok", patch),
+        "InvalidParameterValue",
+        "$.dedup_window_ms",
+    );
+}

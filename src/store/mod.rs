@@ -37,7 +37,7 @@ pub mod segment;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -312,7 +312,7 @@ pub struct EventLog {
     /// Held for the life of the log: one `EventLog` per directory.
     _lock: io::LockGuard,
     shared: Arc<Shared>,
-    tx: Mutex<Option<SyncSender<Request>>>,
+    tx: Mutex<Option<Sender<Request>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     report: RecoveryReport,
     max_event_bytes: usize,
@@ -397,7 +397,9 @@ impl EventLog {
             .max_event_bytes
             .min(MAX_FRAME_PAYLOAD_BYTES as usize - MAX_RECORD_HEADER_BYTES);
         let retention = opts.retention;
-        let (tx, rx) = mpsc::sync_channel(4096);
+        // Unbounded so that submitting never blocks an async caller; the queue is bounded by
+        // the producers themselves, each of which waits for its acknowledgement.
+        let (tx, rx) = mpsc::channel();
         let mut writer = Writer {
             shared: shared.clone(),
             opts,
