@@ -797,6 +797,19 @@ pub fn repair(io: &dyn Io, dir: &Path) -> Result<RepairReport> {
                 _ => unreachable!("resumes_at points at a valid frame"),
             };
             let npath = dir.join(segment_file_name(first));
+            if io.exists(&npath) {
+                // The "valid" frames after the damage claim offsets another segment holds:
+                // they are not trustworthy, and overwriting that segment would destroy data.
+                return Err(Error::Corrupt {
+                    path: seg.path.clone(),
+                    position: p,
+                    detail: format!(
+                        "records after the damage claim offset {first}, which {} already \
+                         holds; repair stopped without changing anything more",
+                        npath.display()
+                    ),
+                });
+            }
             let nf = io_op("create", &npath, io.open(&npath, true))?;
             io_op("truncate", &npath, nf.set_len(0))?;
             io_op("write", &npath, nf.write_all_at(tail, 0))?;
