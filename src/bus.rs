@@ -10,6 +10,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde_json::Value;
@@ -132,6 +133,9 @@ impl Dedup {
 struct SetLog {
     log: EventLog,
     dedup: Mutex<Dedup>,
+    /// Copied from the catalog entry so a put needs no catalog read.
+    cloud: bool,
+    dedup_window_ms: AtomicU64,
 }
 
 /// The event bus: open it on a data directory, put and read events, manage event sets.
@@ -232,6 +236,8 @@ impl EventBus {
         let set = Arc::new(SetLog {
             log,
             dedup: Mutex::new(dedup),
+            cloud: meta.kind == SetKind::Cloud,
+            dedup_window_ms: AtomicU64::new(meta.dedup_window_ms),
         });
         self.sets
             .write()
@@ -326,6 +332,8 @@ impl EventBus {
         let meta = self.catalog.update_set(name, patch)?;
         let set = self.set(name)?;
         set.log.set_retention(meta.retention.to_policy());
+        set.dedup_window_ms
+            .store(meta.dedup_window_ms, Ordering::Relaxed);
         Ok(EventSetInfo {
             stats: set.log.stats(),
             meta,
@@ -383,9 +391,8 @@ impl EventBus {
         entries: &[Value],
         producer: Producer,
     ) -> Result<PutOutcome> {
-        let meta = self.catalog.get_set(set_name)?;
         let set = self.set(set_name)?;
-        let cloud_set = meta.kind == SetKind::Cloud;
+        let cloud_set = set.cloud;
         if cloud_set && producer != Producer::Cloud {
             return Err(Error::rejected(
                 RejectKind::Denied,
@@ -412,7 +419,7 @@ impl EventBus {
             }
         }
         // De-duplication: claim each (source, id) or find it stored / being stored.
-        let window = meta.dedup_window_ms;
+        let window = set.dedup_window_ms.load(Ordering::Relaxed);
         let mut waiters = Vec::new();
         let mut to_append = Vec::new();
         let (done_tx, done_rx) = watch::channel(None);
