@@ -96,7 +96,17 @@ async fn default_set_refuses_non_cloud_events_per_entry_without_affecting_the_ot
     assert_eq!(code_of(&out.entries[2]), Some("InvalidParameterValue.Type"));
     assert_eq!(offset_of(&out.entries[0]).0, 0);
     assert_eq!(offset_of(&out.entries[3]).0, 1);
-    assert_eq!(bus.get_set(DEFAULT_SET).unwrap().stats.next_offset, 2);
+    let stats = bus.get_set(DEFAULT_SET).unwrap().stats;
+    assert_eq!(
+        (
+            stats.records,
+            stats.first_offset,
+            stats.last_offset,
+            stats.next_offset
+        ),
+        (2, 0, Some(1), 2)
+    );
+    assert!(stats.bytes > 0 && stats.first_time_ms.is_some() && stats.last_time_ms.is_some());
 }
 
 #[tokio::test]

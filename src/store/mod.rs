@@ -151,6 +151,8 @@ pub struct LogStats {
     /// The offset the next append will get; `next_offset - first_offset` records are stored
     /// (minus any gap accepted by a repair).
     pub next_offset: u64,
+    /// Offset of the newest stored record (None when the log holds none).
+    pub last_offset: Option<u64>,
     /// Records stored.
     pub records: u64,
     /// Bytes of segment files.
@@ -568,10 +570,12 @@ impl EventLog {
     /// Extent and size of the log.
     pub fn stats(&self) -> LogStats {
         let st = self.shared.read_state();
+        let records: u64 = st.segments.iter().map(|s| s.next_offset - s.base).sum();
         LogStats {
             first_offset: st.first_offset(),
             next_offset: st.next_offset(),
-            records: st.segments.iter().map(|s| s.next_offset - s.base).sum(),
+            last_offset: (records > 0).then(|| st.next_offset() - 1),
+            records,
             bytes: st.segments.iter().map(|s| s.len).sum(),
             segments: st.segments.len(),
             first_time_ms: st.segments.iter().find_map(|s| s.first_time),
