@@ -80,6 +80,29 @@ impl Event {
     /// Raw `data` or extension bytes that are not valid JSON (only possible with damaged input
     /// written by a foreign tool) are emitted as JSON strings rather than dropped.
     pub fn to_json(&self) -> Value {
+        let mut m = self.attributes_json();
+        if !self.data.is_empty() {
+            m.insert("data".into(), raw_json(&self.data));
+        }
+        Value::Object(m)
+    }
+
+    /// The length in bytes of `serde_json::to_vec(&self.to_json())`, without parsing `data`
+    /// again: `data` holds compact JSON as serde_json writes it, which is what `to_json` would
+    /// emit for it, so its bytes count as they are (plus `,"data":`).
+    pub fn json_len(&self) -> usize {
+        let attrs = serde_json::to_vec(&Value::Object(self.attributes_json()))
+            .map(|v| v.len())
+            .unwrap_or(0);
+        if self.data.is_empty() {
+            attrs
+        } else {
+            attrs + ",\"data\":".len() + self.data.len()
+        }
+    }
+
+    /// Every attribute except `data`, as `to_json` renders them.
+    fn attributes_json(&self) -> Map<String, Value> {
         let mut m = Map::new();
         m.insert("specversion".into(), self.specversion.clone().into());
         m.insert("id".into(), self.id.clone().into());
@@ -112,10 +135,7 @@ impl Event {
         for (k, v) in &self.extensions {
             m.insert(k.clone(), raw_json(v.as_bytes()));
         }
-        if !self.data.is_empty() {
-            m.insert("data".into(), raw_json(&self.data));
-        }
-        Value::Object(m)
+        m
     }
 }
 
@@ -193,9 +213,7 @@ pub fn parse_event(
     } else {
         parse_cloud_event(obj, path, ingest_ms)?
     };
-    let size = serde_json::to_vec(&event.to_json())
-        .map_err(|e| Error::Codec(e.to_string()))?
-        .len();
+    let size = event.json_len();
     if size > limits.max_event_bytes {
         return Err(Error::rejected(
             RejectKind::TooLarge,
@@ -627,6 +645,27 @@ fn short_json(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_len_equals_the_length_of_the_rendered_json() {
+        let mut e = Event::new(
+            "id-1",
+            "cvm.cloud.tencent",
+            "cvm:ErrorEvent:PingUnreachable",
+        );
+        assert_eq!(
+            e.json_len(),
+            serde_json::to_vec(&e.to_json()).unwrap().len()
+        );
+        let data = serde_json::json!({"b": [1, 2.5, -3e-7, "x\u{e9}\n"], "a": {"z": null}});
+        e.data = serde_json::to_vec(&data).unwrap();
+        e.extensions.insert("ext".into(), "\"v\"".into());
+        e.tags.insert("k".into(), "v".into());
+        assert_eq!(
+            e.json_len(),
+            serde_json::to_vec(&e.to_json()).unwrap().len()
+        );
+    }
 
     #[test]
     fn to_json_emits_time_as_epoch_ms_and_raw_data() {
