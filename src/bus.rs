@@ -211,10 +211,6 @@ impl EventBus {
         Ok(())
     }
 
-    fn set_dir(&self, name: &str) -> PathBuf {
-        self.config.data_dir.join("sets").join(name)
-    }
-
     fn open_set_log(&self, meta: &EventSetMeta) -> Result<Arc<SetLog>> {
         let opts = LogOptions {
             persist: self.config.persist,
@@ -222,7 +218,7 @@ impl EventBus {
             retention: meta.retention.to_policy(),
             ..LogOptions::default()
         };
-        let log = EventLog::open(self.set_dir(&meta.name), opts)?;
+        let log = EventLog::open(self.log_dir(&meta.name), opts)?;
         let mut dedup = Dedup::default();
         if meta.dedup_window_ms > 0 {
             // Rebuild the window from the log itself: no separate state to keep durable.
@@ -283,7 +279,7 @@ impl EventBus {
             .create_set(name, description, retention, dedup_window_ms)?;
         // A directory left by an earlier set of this name (deleted, then a crash before its
         // files were removed) must not leak old events into the new set.
-        let dir = self.set_dir(name);
+        let dir = self.log_dir(name);
         let opened = if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| Error::io("remove", &dir, e))
         } else {
@@ -370,7 +366,7 @@ impl EventBus {
         if let Some(set) = set {
             set.log.close()?;
         }
-        let dir = self.set_dir(name);
+        let dir = self.log_dir(name);
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| Error::io("remove", &dir, e))?;
             let parent = self.config.data_dir.join("sets");
@@ -537,9 +533,9 @@ impl EventBus {
         Ok(self.set(set)?.log.read_from(offset))
     }
 
-    /// The log of an event set (for tools and later components).
+    /// The directory of an event set's log (`DATA/sets/NAME`).
     pub fn log_dir(&self, set: &str) -> PathBuf {
-        self.set_dir(set)
+        self.config.data_dir.join("sets").join(set)
     }
 
     /// Closes every log (after their pending appends) and flushes the catalog.

@@ -47,24 +47,6 @@ pub fn targets_prefix(set: &str, rule: &str) -> Vec<u8> {
     k
 }
 
-/// Splits a `rules` key into (set, rule); `None` if it is not one.
-pub fn parse_rule_key(key: &[u8]) -> Option<(String, String)> {
-    let parts = split(key)?;
-    match <[String; 2]>::try_from(parts) {
-        Ok([set, rule]) => Some((set, rule)),
-        Err(_) => None,
-    }
-}
-
-/// Splits a `targets`/`cursors` key into (set, rule, target); `None` if it is not one.
-pub fn parse_target_key(key: &[u8]) -> Option<(String, String, String)> {
-    let parts = split(key)?;
-    match <[String; 3]>::try_from(parts) {
-        Ok([set, rule, target]) => Some((set, rule, target)),
-        Err(_) => None,
-    }
-}
-
 /// A cursor value: the offset, big-endian.
 pub fn encode_offset(offset: u64) -> [u8; 8] {
     offset.to_be_bytes()
@@ -86,18 +68,6 @@ fn join(parts: &[&str]) -> Vec<u8> {
     k
 }
 
-fn split(key: &[u8]) -> Option<Vec<String>> {
-    key.split(|&b| b == SEP)
-        .map(|p| {
-            if p.is_empty() {
-                None
-            } else {
-                String::from_utf8(p.to_vec()).ok()
-            }
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,29 +79,6 @@ mod tests {
         assert_eq!(target_key("orders", "r1", "t1"), b"orders\0r1\0t1".to_vec());
         assert_eq!(rules_prefix("orders"), b"orders\0".to_vec());
         assert_eq!(targets_prefix("orders", "r1"), b"orders\0r1\0".to_vec());
-    }
-
-    #[test]
-    fn keys_parse_round_trips() {
-        assert_eq!(
-            parse_rule_key(&rule_key("s-1", "r_2")),
-            Some(("s-1".into(), "r_2".into()))
-        );
-        assert_eq!(
-            parse_target_key(&target_key("s", "r", "t")),
-            Some(("s".into(), "r".into(), "t".into()))
-        );
-    }
-
-    #[test]
-    fn keys_parse_rejects_wrong_shapes() {
-        assert_eq!(parse_rule_key(b"only"), None);
-        assert_eq!(parse_rule_key(b"a\0b\0c"), None);
-        assert_eq!(parse_rule_key(b"a\0"), None);
-        assert_eq!(parse_rule_key(b"\0b"), None);
-        assert_eq!(parse_target_key(b"a\0b"), None);
-        assert_eq!(parse_target_key(b"a\0\0c"), None);
-        assert_eq!(parse_target_key(b"a\0b\0\xff"), None);
     }
 
     #[test]

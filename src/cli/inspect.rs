@@ -17,10 +17,10 @@ use serde::Serialize;
 use crate::codec::decode_record;
 use crate::store::frame::{FrameDecode, decode_frame};
 use crate::store::index::{self, lookup_offset};
-use crate::store::io::{Io, IoFile, OsIo, ReadOnlyIo};
+use crate::store::io::{Io, OsIo, ReadOnlyIo, read_exact_at};
 use crate::store::recovery::{
-    self, Damage, Gap, RepairReport, Repairs, SegmentReport, list_segments, load_repairs,
-    read_header_at,
+    self, ChainLink, Damage, Gap, RepairReport, Repairs, SegmentReport, break_message,
+    list_segments, load_repairs, read_header_at, unaccepted_breaks,
 };
 use crate::store::segment::{
     ScanReport, ScanStart, find_valid_frame_after, index_file_name, parse_segment_name,
@@ -398,27 +398,23 @@ fn quick_report(io: &dyn Io, dir: &Path, name: String) -> anyhow::Result<SetRepo
 }
 
 fn chain_gaps(dir: &Path, segments: &[SegmentView], repairs: &Repairs) -> Vec<String> {
-    let mut gaps = Vec::new();
-    for w in segments.windows(2) {
-        let (prev, next) = (&w[0], &w[1]);
-        if prev.damage.is_some() {
-            continue; // where a damaged segment "ends" is unknown; the damage is reported
-        }
-        let end = prev.last_offset.map(|o| o + 1).unwrap_or(prev.base_offset);
-        let accepted = repairs
-            .gaps
-            .iter()
-            .any(|g| g.from == end && g.to == next.base_offset);
-        if end != next.base_offset && !accepted {
-            gaps.push(format!(
-                "{} ends before offset {end}, next segment {} starts at {}",
-                dir.join(&prev.file).display(),
-                dir.join(&next.file).display(),
-                next.base_offset
-            ));
-        }
-    }
-    gaps
+    let links: Vec<ChainLink> = segments
+        .iter()
+        .map(|s| ChainLink {
+            base: s.base_offset,
+            end: s
+                .damage
+                .is_none()
+                .then(|| s.last_offset.map_or(s.base_offset, |o| o + 1)),
+        })
+        .collect();
+    unaccepted_breaks(&links, repairs)
+        .into_iter()
+        .map(|(i, end, base)| {
+            let (prev, next) = (dir.join(&segments[i].file), dir.join(&segments[i + 1].file));
+            break_message(&prev, &next, end, base)
+        })
+        .collect()
 }
 
 fn quick_segment(io: &dyn Io, dir: &Path, base: u64, active: bool) -> crate::Result<SegmentView> {
@@ -861,7 +857,7 @@ fn read_segment(
                 let have = buf.len();
                 let want = needed.max(READ_CHUNK).min((len - pos) as usize);
                 buf.resize(want.max(have), 0);
-                read_exact(file.as_ref(), &mut buf[have..], pos + have as u64)
+                read_exact_at(file.as_ref(), &mut buf[have..], pos + have as u64)
                     .map_err(|e| crate::Error::io("read", &path, e))?;
                 continue;
             }
@@ -906,10 +902,6 @@ fn read_segment(
         }
     }
     Ok(clean)
-}
-
-fn read_exact(file: &dyn IoFile, buf: &mut [u8], pos: u64) -> io::Result<()> {
-    crate::store::io::read_exact_at(file, buf, pos)
 }
 
 // ---------------------------------------------------------------------------------------------

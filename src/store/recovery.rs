@@ -95,6 +95,46 @@ pub struct Repairs {
     pub gaps: Vec<Gap>,
 }
 
+impl Repairs {
+    /// Whether a repair accepted the offsets `[from, to)` as lost.
+    pub fn accepts(&self, from: u64, to: u64) -> bool {
+        self.gaps.iter().any(|g| g.from == from && g.to == to)
+    }
+}
+
+/// A segment as a chain check sees it: its base offset and the offset after its last record,
+/// or `None` when it is damaged (where it really ends is unknown; the damage is reported
+/// instead of a gap).
+#[derive(Debug, Clone, Copy)]
+pub struct ChainLink {
+    /// Base offset (from the file name).
+    pub base: u64,
+    /// One past the last record, when known.
+    pub end: Option<u64>,
+}
+
+/// Breaks in a chain of segments (oldest first) that no repair accepted, as
+/// `(index of the segment before the break, first missing offset, next segment's base)`.
+pub fn unaccepted_breaks(links: &[ChainLink], repairs: &Repairs) -> Vec<(usize, u64, u64)> {
+    links
+        .windows(2)
+        .enumerate()
+        .filter_map(|(i, w)| {
+            let end = w[0].end?;
+            (end != w[1].base && !repairs.accepts(end, w[1].base)).then_some((i, end, w[1].base))
+        })
+        .collect()
+}
+
+/// How a chain break is reported: the segment that ends early and the one after it.
+pub fn break_message(prev: &Path, next: &Path, end: u64, base: u64) -> String {
+    format!(
+        "{} ends before offset {end}, next segment {} starts at {base}",
+        prev.display(),
+        next.display()
+    )
+}
+
 pub(crate) struct Opened {
     pub lock: LockGuard,
     pub segments: Vec<OpenedSegment>,
@@ -148,7 +188,7 @@ pub(crate) fn load_repairs(io: &dyn Io, dir: &Path) -> Result<Repairs> {
 }
 
 /// Copies `file[from..to)` into `damaged/` under a name no earlier copy uses, fsynced, and
-/// returns its path. Used before any cut that would drop bytes that look valid.
+/// returns its path and the bytes. Used before any cut that would drop bytes that look valid.
 pub(crate) fn save_aside(
     io: &dyn Io,
     dir: &Path,
@@ -156,7 +196,7 @@ pub(crate) fn save_aside(
     file: &dyn IoFile,
     from: u64,
     to: u64,
-) -> Result<PathBuf> {
+) -> Result<(PathBuf, Vec<u8>)> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -178,7 +218,7 @@ pub(crate) fn save_aside(
     io_op("write", &moved, f.write_all_at(&bytes, 0))?;
     io_op("fdatasync", &moved, f.sync_data())?;
     io_op("fsync dir", &ddir, io.sync_dir(&ddir))?;
-    Ok(moved)
+    Ok((moved, bytes))
 }
 
 /// Writes a small file atomically: tmp file, fsync, rename, fsync the directory.
@@ -319,14 +359,7 @@ fn check_chain(segments: &[OpenedSegment], next: &OpenedSegment, repairs: &Repai
     let Some(prev) = segments.last() else {
         return Ok(());
     };
-    if prev.next_offset == next.base {
-        return Ok(());
-    }
-    let accepted = repairs
-        .gaps
-        .iter()
-        .any(|g| g.from == prev.next_offset && g.to == next.base);
-    if accepted {
+    if prev.next_offset == next.base || repairs.accepts(prev.next_offset, next.base) {
         return Ok(());
     }
     Err(Error::Corrupt {
@@ -534,14 +567,7 @@ fn open_active(
         // written and unwritten pages there. Valid-looking frames after the damage are kept
         // aside as evidence rather than deleted.
         let moved_to = match resumes {
-            Some(_) => Some(save_aside(
-                io,
-                dir,
-                &path,
-                file.as_ref(),
-                stop.position,
-                file_len,
-            )?),
+            Some(_) => Some(save_aside(io, dir, &path, file.as_ref(), stop.position, file_len)?.0),
             None => None,
         };
         io_op("truncate", &path, file.set_len(stop.position))?;
@@ -691,7 +717,6 @@ pub fn verify(io: &dyn Io, dir: &Path) -> Result<VerifyReport> {
         accepted_gaps: repairs.gaps.clone(),
         ..Default::default()
     };
-    let mut prev: Option<(PathBuf, u64)> = None;
     for (i, &base) in bases.iter().enumerate() {
         let path = dir.join(segment_file_name(base));
         let file = io_op("open", &path, io.open(&path, false))?;
@@ -710,23 +735,6 @@ pub fn verify(io: &dyn Io, dir: &Path) -> Result<VerifyReport> {
             }),
             None => None,
         };
-        if let Some((ppath, pnext)) = &prev {
-            let accepted = repairs
-                .gaps
-                .iter()
-                .any(|g| g.from == *pnext && g.to == base);
-            if *pnext != base && !accepted {
-                out.gaps.push(format!(
-                    "{} ends before offset {pnext}, next segment {} starts at {base}",
-                    ppath.display(),
-                    path.display()
-                ));
-            }
-        }
-        // After a damaged segment the chain is not checked: the damage already explains the
-        // missing offsets (reporting them as a gap too would suggest a missing file).
-        let next = scan.last.map(|l| l.0 + 1).unwrap_or(base);
-        prev = damage.is_none().then(|| (path.clone(), next));
         out.segments.push(SegmentReport {
             path,
             base_offset: base,
@@ -740,7 +748,25 @@ pub fn verify(io: &dyn Io, dir: &Path) -> Result<VerifyReport> {
             damage,
         });
     }
+    let links: Vec<ChainLink> = out.segments.iter().map(SegmentReport::link).collect();
+    for (i, end, base) in unaccepted_breaks(&links, &repairs) {
+        let msg = break_message(&out.segments[i].path, &out.segments[i + 1].path, end, base);
+        out.gaps.push(msg);
+    }
     Ok(out)
+}
+
+impl SegmentReport {
+    /// This segment as a link of the offset chain.
+    pub fn link(&self) -> ChainLink {
+        ChainLink {
+            base: self.base_offset,
+            end: self
+                .damage
+                .is_none()
+                .then(|| self.last_offset.map_or(self.base_offset, |o| o + 1)),
+        }
+    }
 }
 
 /// What `repair` did.
@@ -771,19 +797,13 @@ pub fn repair(io: &dyn Io, dir: &Path) -> Result<RepairReport> {
         };
         let damage = seg.damage.clone().expect("damaged segment");
         let file = io_op("open", &seg.path, io.open(&seg.path, false))?;
-        let moved = save_aside(
+        let (moved, rest) = save_aside(
             io,
             dir,
             &seg.path,
             file.as_ref(),
             damage.position,
             seg.bytes,
-        )?;
-        let mut rest = vec![0u8; (seg.bytes - damage.position) as usize];
-        io_op(
-            "read",
-            &seg.path,
-            read_exact_at(file.as_ref(), &mut rest, damage.position),
         )?;
         let lost_from = seg.last_offset.map(|o| o + 1).unwrap_or(seg.base_offset);
         let mut lost_to = None;
@@ -859,24 +879,19 @@ pub fn repair(io: &dyn Io, dir: &Path) -> Result<RepairReport> {
     }
     // What is left are gaps no damage explains (a segment file went missing): record them.
     let report = verify(io, dir)?;
-    let mut found = false;
-    for pair in report.segments.windows(2) {
-        let (prev, next) = (&pair[0], &pair[1]);
-        let from = prev.last_offset.map(|o| o + 1).unwrap_or(prev.base_offset);
-        let to = next.base_offset;
-        let accepted = repairs.gaps.iter().any(|g| g.from == from && g.to == to);
-        if from < to && !accepted {
-            let gap = Gap {
-                from,
-                to,
-                moved_to: String::new(),
-            };
-            repairs.gaps.push(gap.clone());
-            out.gaps.push(gap);
-            found = true;
-        }
-    }
-    if found {
+    let links: Vec<ChainLink> = report.segments.iter().map(SegmentReport::link).collect();
+    let missing: Vec<Gap> = unaccepted_breaks(&links, &repairs)
+        .into_iter()
+        .filter(|&(_, from, to)| from < to)
+        .map(|(_, from, to)| Gap {
+            from,
+            to,
+            moved_to: String::new(),
+        })
+        .collect();
+    if !missing.is_empty() {
+        repairs.gaps.extend(missing.iter().cloned());
+        out.gaps.extend(missing);
         let json = serde_json::to_vec_pretty(&repairs).map_err(|e| Error::Codec(e.to_string()))?;
         write_atomic(io, dir, REPAIRS_FILE, &json)?;
     }
