@@ -78,6 +78,7 @@ pub mod codec;
 pub mod config;
 pub mod error;
 pub mod event;
+pub mod pattern;
 pub mod store;
 
 pub use codec::Record;

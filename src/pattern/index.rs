@@ -1,0 +1,223 @@
+//! [`PatternSet`]: many patterns matched against one event at a cost that grows with the
+//! rules that could match, not with the rule count.
+//!
+//! Each alternative of each pattern is filed under one *anchor*: a condition it cannot hold
+//! without, chosen among conditions whose alternatives are all literal values or non-empty
+//! prefixes, preferring the (path, value) keys that the fewest other alternatives share
+//! (`type` or `subject` rather than `source`, which most cloud rules repeat). For an event,
+//! each flattened leaf looks up its path's literal table (one hash probe) and prefix table
+//! (one probe per distinct prefix length); only the alternatives found that way, plus those
+//! with no possible anchor (operators such as `anything-but`, `numeric` or `exists` on every
+//! field), are evaluated in full.
+
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde_json::Value;
+
+use super::Pattern;
+use super::eval::{Flat, Program, conj_matches};
+use super::matcher::{LeafVal, Lit, Matcher};
+use super::number::Decimal;
+
+/// Literal and prefix tables for one path.
+#[derive(Clone, Debug, Default)]
+struct PathIndex {
+    strs: FxHashMap<Box<str>, Vec<u32>>,
+    nums: FxHashMap<Decimal, Vec<u32>>,
+    trues: Vec<u32>,
+    falses: Vec<u32>,
+    nulls: Vec<u32>,
+    prefixes: FxHashMap<Box<str>, Vec<u32>>,
+    /// Distinct prefix lengths in bytes, ascending.
+    prefix_lens: Vec<usize>,
+}
+
+/// How an anchor condition's alternative is filed.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Key {
+    Lit(Lit),
+    Prefix(Box<str>),
+}
+
+fn keys_of(options: &[Matcher]) -> Option<Vec<Key>> {
+    options
+        .iter()
+        .map(|m| match m {
+            Matcher::Exact(l) => Some(Key::Lit(l.clone())),
+            Matcher::Prefix(p) if !p.is_empty() => Some(Key::Prefix(p.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A compiled, indexed set of patterns, each under a key of type `K` (a rule name, say).
+#[derive(Clone, Debug)]
+pub struct PatternSet<K> {
+    keys: Vec<K>,
+    program: Program,
+    /// Indexed by path id.
+    index: Vec<Option<Box<PathIndex>>>,
+    /// Alternatives with no anchor: evaluated for every event.
+    unanchored: Vec<u32>,
+}
+
+impl<K> Default for PatternSet<K> {
+    fn default() -> Self {
+        PatternSet {
+            keys: Vec::new(),
+            program: Program::default(),
+            index: Vec::new(),
+            unanchored: Vec::new(),
+        }
+    }
+}
+
+impl<K> PatternSet<K> {
+    /// Compiles the patterns into one matcher. The same key may appear twice; it is reported
+    /// once per pattern that matches.
+    pub fn new<'p>(patterns: impl IntoIterator<Item = (K, &'p Pattern)>) -> PatternSet<K> {
+        let mut set = PatternSet::default();
+        for (key, pattern) in patterns {
+            let owner = set.keys.len() as u32;
+            set.keys.push(key);
+            set.program.add(owner, &pattern.alts);
+        }
+        set.build_index();
+        set
+    }
+
+    fn build_index(&mut self) {
+        let conjs = &self.program.conjs;
+        // Pass 1: how many alternatives could file under each (path, key).
+        let mut freq: FxHashMap<(u32, &Key), u32> = FxHashMap::default();
+        let candidates: Vec<Vec<(u32, Vec<Key>)>> = conjs
+            .iter()
+            .map(|c| {
+                c.conds
+                    .iter()
+                    .filter(|cond| !cond.absent_ok)
+                    .filter_map(|cond| keys_of(&cond.options).map(|k| (cond.path, k)))
+                    .collect()
+            })
+            .collect();
+        for cands in &candidates {
+            let mut seen: FxHashSet<(u32, &Key)> = FxHashSet::default();
+            for (path, keys) in cands {
+                for k in keys {
+                    if seen.insert((*path, k)) {
+                        *freq.entry((*path, k)).or_default() += 1;
+                    }
+                }
+            }
+        }
+        // Pass 2: file each alternative under its cheapest anchor.
+        let mut index: Vec<Option<Box<PathIndex>>> = vec![None; self.program.path_count() as usize];
+        for (ci, cands) in candidates.iter().enumerate() {
+            let best = cands.iter().min_by_key(|(path, keys)| {
+                keys.iter()
+                    .map(|k| u64::from(freq[&(*path, k)]))
+                    .sum::<u64>()
+            });
+            let Some((path, keys)) = best else {
+                self.unanchored.push(ci as u32);
+                continue;
+            };
+            let pi = index[*path as usize].get_or_insert_with(Default::default);
+            for k in keys {
+                let list = match k {
+                    Key::Lit(Lit::Str(s)) => pi.strs.entry(s.clone()).or_default(),
+                    Key::Lit(Lit::Num(n)) => pi.nums.entry(n.clone()).or_default(),
+                    Key::Lit(Lit::Bool(true)) => &mut pi.trues,
+                    Key::Lit(Lit::Bool(false)) => &mut pi.falses,
+                    Key::Lit(Lit::Null) => &mut pi.nulls,
+                    Key::Prefix(p) => {
+                        if !pi.prefix_lens.contains(&p.len()) {
+                            pi.prefix_lens.push(p.len());
+                        }
+                        pi.prefixes.entry(p.clone()).or_default()
+                    }
+                };
+                if list.last() != Some(&(ci as u32)) {
+                    list.push(ci as u32);
+                }
+            }
+        }
+        for pi in index.iter_mut().flatten() {
+            pi.prefix_lens.sort_unstable();
+        }
+        self.index = index;
+    }
+
+    /// Number of patterns.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether the set holds no pattern.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The keys of the patterns that match the event, in insertion order. An event that is
+    /// not a JSON object matches nothing.
+    pub fn matching(&self, event: &Value) -> Vec<&K> {
+        let flat = self.program.flatten(event);
+        let mut owners = self.matching_owners(&flat);
+        owners.sort_unstable();
+        owners.dedup();
+        owners.into_iter().map(|o| &self.keys[o as usize]).collect()
+    }
+
+    fn matching_owners(&self, flat: &Flat<'_>) -> Vec<u32> {
+        let mut cands: Vec<u32> = self.unanchored.clone();
+        for (path, val, _) in &flat.leaves {
+            let Some(pi) = &self.index[*path as usize] else {
+                continue;
+            };
+            match val {
+                LeafVal::Str(s) => {
+                    if let Some(l) = pi.strs.get(*s) {
+                        cands.extend_from_slice(l);
+                    }
+                    for &len in &pi.prefix_lens {
+                        if len > s.len() {
+                            break;
+                        }
+                        if s.is_char_boundary(len)
+                            && let Some(l) = pi.prefixes.get(&s[..len])
+                        {
+                            cands.extend_from_slice(l);
+                        }
+                    }
+                }
+                LeafVal::Num(n) => {
+                    if let Some(l) = pi.nums.get(n) {
+                        cands.extend_from_slice(l);
+                    }
+                }
+                LeafVal::Bool(true) => cands.extend_from_slice(&pi.trues),
+                LeafVal::Bool(false) => cands.extend_from_slice(&pi.falses),
+                LeafVal::Null => cands.extend_from_slice(&pi.nulls),
+            }
+        }
+        cands.sort_unstable();
+        cands.dedup();
+        let mut owners: Vec<u32> = Vec::new();
+        for ci in cands {
+            let conj = &self.program.conjs[ci as usize];
+            // A pattern's alternatives have consecutive ids and `cands` is sorted, so once an
+            // owner matched, its remaining alternatives come right after.
+            if owners.last() == Some(&conj.owner) {
+                continue;
+            }
+            if conj_matches(&conj.conds, flat) {
+                owners.push(conj.owner);
+            }
+        }
+        owners
+    }
+
+    /// Keys with their patterns' positions, in insertion order.
+    pub fn keys(&self) -> &[K] {
+        &self.keys
+    }
+}
