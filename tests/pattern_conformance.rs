@@ -132,7 +132,7 @@ fn match_cases_agree_when_all_patterns_share_one_index() {
         .collect();
     let set = PatternSet::new(parsed.iter().map(|(i, p)| (*i, p)));
     let mut wrong = Vec::new();
-    for (n, (i, pattern)) in parsed.iter().enumerate() {
+    for (n, (i, _)) in parsed.iter().enumerate() {
         let case = &cases[*i];
         let event: Value = serde_json::from_str(text(case, "event")).expect("event JSON");
         let hits: Vec<usize> = set.matching(&event).into_iter().copied().collect();
