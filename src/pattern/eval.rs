@@ -16,8 +16,7 @@ use rustc_hash::FxHashMap;
 use serde_json::Value;
 use smallvec::SmallVec;
 
-use super::matcher::{LeafVal, Matcher};
-use super::number::Decimal;
+use super::matcher::{LeafVal, Matcher, Num};
 use super::parse::Conjunct;
 
 /// (array id, element index) for each array between the event root and a leaf, outermost
@@ -42,7 +41,7 @@ pub(crate) fn consistent(a: &Trail, b: &Trail) -> bool {
 fn leaf_val(v: &Value) -> Option<LeafVal<'_>> {
     Some(match v {
         Value::String(s) => LeafVal::Str(s),
-        Value::Number(n) => LeafVal::Num(Decimal::parse(n.as_str())?),
+        Value::Number(n) => LeafVal::Num(Num::parse(n.as_str())?),
         Value::Bool(b) => LeafVal::Bool(*b),
         Value::Null => LeafVal::Null,
         Value::Array(_) | Value::Object(_) => return None,

@@ -125,7 +125,7 @@ impl<K> PatternSet<K> {
             for k in keys {
                 let list = match k {
                     Key::Lit(Lit::Str(s)) => pi.strs.entry(s.clone()).or_default(),
-                    Key::Lit(Lit::Num(n)) => pi.nums.entry(n.clone()).or_default(),
+                    Key::Lit(Lit::Num(n)) => pi.nums.entry(n.value.clone()).or_default(),
                     Key::Lit(Lit::Bool(true)) => &mut pi.trues,
                     Key::Lit(Lit::Bool(false)) => &mut pi.falses,
                     Key::Lit(Lit::Null) => &mut pi.nulls,
@@ -190,7 +190,9 @@ impl<K> PatternSet<K> {
                     }
                 }
                 LeafVal::Num(n) => {
-                    if let Some(l) = pi.nums.get(n) {
+                    // Keyed by value: identical text implies equal value, so this finds
+                    // every literal that could match (the full check follows).
+                    if let Some(l) = pi.nums.get(&n.value) {
                         cands.extend_from_slice(l);
                     }
                 }

@@ -14,16 +14,59 @@ use super::number::Decimal;
 #[derive(Clone, Debug)]
 pub(crate) enum LeafVal<'a> {
     Str(&'a str),
-    Num(Decimal),
+    Num(Num<'a>),
     Bool(bool),
     Null,
+}
+
+/// A number as written, with its value.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Num<'a> {
+    pub(crate) value: Decimal,
+    pub(crate) text: &'a str,
+    /// [`Decimal::is_double_exact`]: only then does the value take part in comparisons.
+    pub(crate) exact: bool,
+}
+
+impl Num<'_> {
+    /// Parses JSON number text.
+    pub(crate) fn parse(text: &str) -> Option<Num<'_>> {
+        let value = Decimal::parse(text)?;
+        let exact = value.is_double_exact(text);
+        Some(Num { value, text, exact })
+    }
+
+}
+
+/// A number literal in a pattern.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct NumLit {
+    pub(crate) value: Decimal,
+    pub(crate) text: Box<str>,
+    pub(crate) exact: bool,
+}
+
+impl NumLit {
+    pub(crate) fn parse(text: &str) -> Option<NumLit> {
+        let n = Num::parse(text)?;
+        Some(NumLit {
+            value: n.value,
+            text: text.into(),
+            exact: n.exact,
+        })
+    }
+
+    /// Equal by value when both sides are exact doubles, else only with identical text.
+    pub(crate) fn matches(&self, n: &Num<'_>) -> bool {
+        (self.exact && n.exact && self.value == n.value) || *self.text == *n.text
+    }
 }
 
 /// A literal in a pattern's value list (`["a", 5, true, null]`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Lit {
     Str(Box<str>),
-    Num(Decimal),
+    Num(NumLit),
     Bool(bool),
     Null,
 }
@@ -32,7 +75,7 @@ impl Lit {
     fn matches(&self, v: &LeafVal<'_>) -> bool {
         match (self, v) {
             (Lit::Str(a), LeafVal::Str(b)) => **a == **b,
-            (Lit::Num(a), LeafVal::Num(b)) => a == b,
+            (Lit::Num(a), LeafVal::Num(b)) => a.matches(b),
             (Lit::Bool(a), LeafVal::Bool(b)) => a == b,
             (Lit::Null, LeafVal::Null) => true,
             _ => false,
@@ -85,7 +128,14 @@ impl Matcher {
             Matcher::Exists => true,
             Matcher::AnythingBut(inner) => !inner.iter().any(|m| m.matches(v)),
             Matcher::Numeric { lower, upper } => {
-                let LeafVal::Num(n) = v else { return false };
+                let LeafVal::Num(Num {
+                    value: n,
+                    exact: true,
+                    ..
+                }) = v
+                else {
+                    return false;
+                };
                 lower.as_ref().is_none_or(|b| {
                     if b.inclusive {
                         *n >= b.value
@@ -258,7 +308,7 @@ mod tests {
 
     #[test]
     fn types_never_cross() {
-        let num = LeafVal::Num(Decimal::parse("5").unwrap());
+        let num = LeafVal::Num(Num::parse("5").unwrap());
         assert!(!Matcher::Exact(Lit::Str("5".into())).matches(&num));
         assert!(!Matcher::Prefix("5".into()).matches(&num));
         assert!(!Matcher::Exact(Lit::Bool(true)).matches(&LeafVal::Str("true")));

@@ -97,11 +97,20 @@ impl Decimal {
         })
     }
 
-    /// Whether this value survives conversion to an IEEE double without overflowing to
-    /// infinity or underflowing to zero (event-ruler refuses numeric operands that do not).
-    pub(crate) fn fits_double(text: &str) -> bool {
-        match (text.parse::<f64>(), Decimal::parse(text)) {
-            (Ok(f), Some(d)) => f.is_finite() && (f != 0.0 || d.digits.is_empty()),
+    /// Whether `text` (which parsed to `self`) is exactly the shortest decimal form of an IEEE
+    /// double, so converting it to a double and back loses nothing. Event-ruler compares
+    /// numbers by value only in that case (and refuses other `numeric` operands: `1E309`,
+    /// `1E-325`, `0.10000000000000001`); any other number matches only its identical text.
+    pub(crate) fn is_double_exact(&self, text: &str) -> bool {
+        // Up to 15 significant digits in the normal range always survive the round trip: two
+        // such decimals are further apart than neighbouring doubles.
+        if self.digits.len() <= 15 && (-300..=300).contains(&self.exp) {
+            return true;
+        }
+        match text.parse::<f64>() {
+            Ok(f) if f.is_finite() => {
+                Decimal::parse(&format!("{f:e}")).is_some_and(|back| back == *self)
+            }
             _ => false,
         }
     }
@@ -182,13 +191,20 @@ mod tests {
     }
 
     #[test]
-    fn double_range_check() {
-        assert!(Decimal::fits_double("1e308"));
-        assert!(Decimal::fits_double("0"));
-        assert!(Decimal::fits_double("-4e-6"));
-        assert!(!Decimal::fits_double("1E309"));
-        assert!(!Decimal::fits_double("2.0e422"));
-        assert!(!Decimal::fits_double("1E-325"));
+    fn double_exactness() {
+        let exact = |s: &str| d(s).is_double_exact(s);
+        assert!(exact("1e308"));
+        assert!(exact("0"));
+        assert!(exact("-4e-6"));
+        assert!(exact("100.00001"));
+        assert!(exact("1.7976931348623157e308"));
+        assert!(exact("5e-324"));
+        assert!(exact("0.30000000000000004"));
+        assert!(!exact("1E309"));
+        assert!(!exact("2.0e422"));
+        assert!(!exact("1E-325"));
+        assert!(!exact("0.10000000000000001"));
+        assert!(!exact("12345678901234567890"));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use serde_json::{Map, Value};
 
-use super::matcher::{Bound, Lit, Matcher, Wildcard, fold};
+use super::matcher::{Bound, Lit, Matcher, NumLit, Wildcard, fold};
 use super::number::Decimal;
 
 /// Largest pattern accepted, in bytes of compact JSON.
@@ -131,6 +131,18 @@ fn product(
 /// Field names that may not appear inside an `$or` alternative, where they would be
 /// ambiguous with operators.
 const RESERVED_IN_OR: &[&str] = &[
+    // event-ruler's reserved future keywords
+    "regex",
+    "not-wildcard",
+    "not-equals-ignore-case",
+    "date-after",
+    "date-on-or-after",
+    "date-before",
+    "date-on-or-before",
+    "in-date-range",
+    "ip-address-in-range",
+    "ip-address-not-in-range",
+    // operators
     "exactly",
     "equals-ignore-case",
     "prefix",
@@ -297,7 +309,7 @@ fn value_list(
 fn literal(v: &Value, jpath: &str) -> Result<Lit, PatternError> {
     Ok(match v {
         Value::String(s) => Lit::Str(s.as_str().into()),
-        Value::Number(n) => match Decimal::parse(n.as_str()) {
+        Value::Number(n) => match NumLit::parse(n.as_str()) {
             Some(d) => Lit::Num(d),
             None => return err(jpath, format!("{n} is not a number")),
         },
@@ -471,13 +483,17 @@ fn numeric(arg: &Value, jpath: &str) -> Result<Matcher, PatternError> {
     let operand = |i: usize, op: &str| -> Result<Decimal, PatternError> {
         let ipath = format!("{jpath}[{i}]");
         match items.get(i) {
-            Some(Value::Number(n)) if Decimal::fits_double(n.as_str()) => {
-                Decimal::parse(n.as_str()).map_or_else(|| err(&ipath, "not a number"), Ok)
-            }
-            Some(Value::Number(n)) => err(
-                &ipath,
-                format!("{n} is outside the range of a double and cannot be compared"),
-            ),
+            Some(Value::Number(n)) => match NumLit::parse(n.as_str()) {
+                Some(NumLit {
+                    value, exact: true, ..
+                }) => Ok(value),
+                _ => err(
+                    &ipath,
+                    format!(
+                        "{n} is not exactly a double (out of range or more digits than a double holds) and cannot be compared"
+                    ),
+                ),
+            },
             _ => err(&ipath, format!("the value after {op:?} must be a number")),
         }
     };
