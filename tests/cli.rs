@@ -409,3 +409,51 @@ fn serve_on_a_fresh_data_dir_creates_the_default_event_set() {
     assert_eq!(default.meta.kind, eventbus::catalog::SetKind::Cloud);
     assert_eq!(default.meta.retention.max_age_hours, Some(30 * 24));
 }
+
+#[test]
+fn pattern_check_answers_every_stdin_line_in_order() {
+    use std::io::Write;
+    use std::process::Stdio;
+
+    let input = concat!(
+        r#"{"pattern":{"source":["cvm.cloud.tencent"],"subject":[{"anything-but":["ins-1"]}]},"event":{"source":"cvm.cloud.tencent","subject":"ins-2"}}"#,
+        "\n",
+        r#"{"pattern":{"source":["cvm.cloud.tencent"],"subject":[{"anything-but":["ins-1"]}]},"event":{"source":"cvm.cloud.tencent","subject":"ins-1"}}"#,
+        "\n",
+        r#"{"pattern":{"data":{"ip":[{"cidr":"10.0.0.0/33"}]}},"event":{"data":{"ip":"10.0.0.1"}}}"#,
+        "\n",
+        "{broken\n",
+        r#"{"pattern":"{\"a\":[5]}","event":"{\"a\":5.0}"}"#,
+        "\n",
+    );
+    let mut child = bin()
+        .args(["pattern", "check"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    assert_eq!(lines[0], serde_json::json!({"matched": true}));
+    assert_eq!(lines[1], serde_json::json!({"matched": false}));
+    let cidr_error = lines[2]["error"].as_str().unwrap();
+    assert!(cidr_error.contains("$.data.ip[0].cidr"), "{cidr_error}");
+    assert!(lines[3]["error"].as_str().unwrap().contains("not JSON"));
+    assert_eq!(lines[4], serde_json::json!({"matched": true}));
+
+    let bad = run(&["pattern", "check", "--pattern", "{\"a\":[]}"]);
+    assert!(!bad.status.success());
+    assert!(text(&bad.stderr).contains("--pattern"), "{}", text(&bad.stderr));
+}

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 pub mod bench;
 pub mod inspect;
+pub mod pattern;
 pub mod serve;
 
 /// eventbus: a durable, embedded event bus for cloud-service events.
@@ -30,6 +31,8 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Load generator; prints one JSON object per result line.
     Bench(bench::BenchArgs),
+    /// Event patterns offline: `pattern check` matches JSON lines of {pattern, event}.
+    Pattern(pattern::PatternArgs),
 }
 
 /// Entry point used by the binary.
@@ -40,6 +43,7 @@ pub fn main() -> ExitCode {
         Command::Serve(a) => serve::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Pattern(a) => pattern::run(a),
     };
     match result {
         Ok(code) => code,
