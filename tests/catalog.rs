@@ -214,17 +214,34 @@ fn rule_description_is_validated() {
 }
 
 #[test]
-fn rule_pattern_must_be_a_non_empty_object_of_at_most_4096_bytes() {
+fn rule_pattern_is_compiled_and_rejections_name_the_offending_part() {
     let (_dir, cat) = fresh();
     cat.create_set("orders", None, None, None).unwrap();
-    let big = json!({"source": ["x".repeat(4096)]});
-    for bad in [json!({}), json!([1]), json!("s"), json!(null), big] {
+    let big = json!({"source": ["x".repeat(eventbus::catalog::MAX_PATTERN_BYTES)]});
+    let cases = [
+        (json!({}), "$.pattern"),
+        (json!([1]), "$.pattern"),
+        (json!("s"), "$.pattern"),
+        (json!(null), "$.pattern"),
+        (big, "$.pattern"),
+        (json!({"data": {"n": []}}), "$.pattern.data.n"),
+        (
+            json!({"data": {"n": [{"numeric": [">", "5"]}]}}),
+            "$.pattern.data.n[0].numeric[1]",
+        ),
+        (
+            json!({"data": {"ip": [{"cidr": "10.0.0.0/40"}]}}),
+            "$.pattern.data.ip[0].cidr",
+        ),
+        (json!({"type": [{"begins-with": "cvm"}]}), "$.pattern.type[0].begins-with"),
+    ];
+    for (bad, path) in cases {
         let mut spec = rule("r1");
         spec.pattern = bad;
         assert_invalid(
             cat.create_rule("orders", spec),
             "InvalidParameterValue.EventPattern",
-            "$.pattern",
+            path,
         );
     }
     assert_invalid(
@@ -239,6 +256,15 @@ fn rule_pattern_must_be_a_non_empty_object_of_at_most_4096_bytes() {
         "InvalidParameterValue.EventPattern",
         "$.pattern",
     );
+    // Every operator of both dialects is accepted.
+    let mut spec = rule("r2");
+    spec.pattern = json!({
+        "source": "cvm.cloud.tencent",
+        "subject": [{"anything-but": {"prefix": "ins-test"}}],
+        "data": {"topic": [{"contain": ["topic-1", "appid"]}], "ip": [{"cidr": "10.0.0.0/24"}],
+                 "n": [{"numeric": [">", 0, "<=", 5]}], "x": [{"exists": false}]}
+    });
+    cat.create_rule("orders", spec).unwrap();
 }
 
 #[test]

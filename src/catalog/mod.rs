@@ -60,8 +60,8 @@ pub const DEFAULT_DEDUP_WINDOW_MS: u64 = 120_000;
 pub const MAX_DEDUP_WINDOW_MS: u64 = 24 * 3600 * 1000;
 /// Longest description, in characters.
 pub const MAX_DESCRIPTION_CHARS: usize = 200;
-/// Largest rule pattern, serialized JSON bytes.
-pub const MAX_PATTERN_BYTES: usize = 4096;
+/// Largest rule pattern, serialized JSON bytes (the pattern module's limit).
+pub use crate::pattern::MAX_PATTERN_BYTES;
 /// Target types a target body's `type` may name.
 pub const TARGET_TYPES: [&str; 5] = ["http", "notify", "file", "command", "event-set"];
 /// Values of a target body's `dead_letter.mode`.
@@ -89,7 +89,7 @@ pub mod codes {
     pub const INVALID_DESCRIPTION: &str = "InvalidParameterValue.Description";
     /// A retention value of 0.
     pub const INVALID_RETENTION: &str = "InvalidParameterValue.Retention";
-    /// Rule pattern not a non-empty object of at most 4096 bytes.
+    /// Rule pattern rejected by [`crate::pattern::Pattern::parse`] (the error's path says where).
     pub const INVALID_PATTERN: &str = "InvalidParameterValue.EventPattern";
     /// Rule transformation not an object.
     pub const INVALID_TRANSFORM: &str = "InvalidParameterValue.Transformations";
@@ -895,30 +895,19 @@ fn validate_retention(r: &RetentionSpec) -> Result<()> {
     Ok(())
 }
 
-/// Checks the pattern's shape (semantics come with the pattern module); returns its JSON text.
+/// Compiles the pattern to validate it (operators, operand types, CIDRs, numeric ranges,
+/// nesting and size); returns its JSON text. The error path points into the request body:
+/// `$.pattern.data.name[0].prefix`.
 fn validate_pattern(pattern: &Value) -> Result<String> {
-    match pattern.as_object() {
-        Some(o) if !o.is_empty() => {}
-        _ => {
-            return Err(invalid(
-                codes::INVALID_PATTERN,
-                "$.pattern",
-                "the event pattern must be a non-empty JSON object",
-            ));
-        }
-    }
-    let text = to_json_text(pattern)?;
-    if text.len() > MAX_PATTERN_BYTES {
+    if let Err(e) = crate::pattern::Pattern::parse(pattern) {
+        let path = format!("$.pattern{}", e.path.strip_prefix('$').unwrap_or(&e.path));
         return Err(invalid(
             codes::INVALID_PATTERN,
-            "$.pattern",
-            format!(
-                "the event pattern is {} bytes, at most {MAX_PATTERN_BYTES}",
-                text.len()
-            ),
+            &path,
+            format!("invalid event pattern: {}", e.message),
         ));
     }
-    Ok(text)
+    to_json_text(pattern)
 }
 
 fn validate_transform(transform: Option<&Value>) -> Result<Option<String>> {
