@@ -35,7 +35,6 @@ impl Num<'_> {
         let exact = value.is_double_exact(text);
         Some(Num { value, text, exact })
     }
-
 }
 
 /// A number literal in a pattern.
