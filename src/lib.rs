@@ -10,6 +10,9 @@
 //! - [`catalog`]: event sets, rules, targets and cursors (sled), validated with Tencent-style
 //!   error codes; every change is flushed before it returns.
 //! - [`event`]: the event model: CloudEvents 1.0 and Tencent PutEvents parsing and validation.
+//! - [`pattern`]: event patterns (Tencent's dialect and the EventBridge operators, with
+//!   aws/event-ruler's semantics), compiled once and indexed so one event is matched against
+//!   thousands of rules at the cost of the few that could match.
 //! - [`bus`]: [`bus::EventBus`], the embeddable whole: the catalog, one log per event set,
 //!   the built-in `default` cloud service event set, per-entry puts, de-duplication.
 //! - [`codec`]: the binary encoding of stored values (bincode 2 behind one module).
@@ -25,7 +28,7 @@
 //!   [`Error::Corrupt`] naming the file and byte position.
 //!
 //! ## Not (yet) here
-//! Pattern matching, delivery to targets, the HTTP API: see the project's issues.
+//! Delivery to targets, the HTTP API: see the project's issues.
 //!
 //! ## Example
 //! ```

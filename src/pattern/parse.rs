@@ -468,9 +468,23 @@ fn cidr(arg: &Value, jpath: &str) -> Result<Matcher, PatternError> {
             format!("cidr {s:?} needs a prefix length (such as 10.0.0.0/24)"),
         );
     }
-    s.parse::<ipnet::IpNet>()
-        .map(Matcher::Cidr)
-        .or_else(|e| err(jpath, format!("bad cidr {s:?}: {e}")))
+    let (addr, len) = s.split_once('/').unwrap_or((s, ""));
+    let Ok(ip) = addr.parse::<IpAddr>() else {
+        return err(
+            jpath,
+            format!("cidr {s:?}: {addr:?} is not an IPv4 or IPv6 address"),
+        );
+    };
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    match len.parse::<u8>() {
+        Ok(n) if n <= max && !len.starts_with('+') => ipnet::IpNet::new(ip, n)
+            .map(Matcher::Cidr)
+            .or_else(|e| err(jpath, format!("cidr {s:?}: {e}"))),
+        _ => err(
+            jpath,
+            format!("cidr {s:?}: the prefix length must be a number from 0 to {max}"),
+        ),
+    }
 }
 
 fn numeric(arg: &Value, jpath: &str) -> Result<Matcher, PatternError> {
