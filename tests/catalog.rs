@@ -233,7 +233,10 @@ fn rule_pattern_is_compiled_and_rejections_name_the_offending_part() {
             json!({"data": {"ip": [{"cidr": "10.0.0.0/40"}]}}),
             "$.pattern.data.ip[0].cidr",
         ),
-        (json!({"type": [{"begins-with": "cvm"}]}), "$.pattern.type[0].begins-with"),
+        (
+            json!({"type": [{"begins-with": "cvm"}]}),
+            "$.pattern.type[0].begins-with",
+        ),
     ];
     for (bad, path) in cases {
         let mut spec = rule("r1");

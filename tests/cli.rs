@@ -455,5 +455,9 @@ fn pattern_check_answers_every_stdin_line_in_order() {
 
     let bad = run(&["pattern", "check", "--pattern", "{\"a\":[]}"]);
     assert!(!bad.status.success());
-    assert!(text(&bad.stderr).contains("--pattern"), "{}", text(&bad.stderr));
+    assert!(
+        text(&bad.stderr).contains("--pattern"),
+        "{}",
+        text(&bad.stderr)
+    );
 }

@@ -55,9 +55,9 @@ pub fn run(args: PatternArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         PatternCommand::Check(a) => {
             let fixed = match &a.pattern {
-                Some(text) => Some(
-                    Pattern::parse_str(text).map_err(|e| anyhow::anyhow!("--pattern: {e}"))?,
-                ),
+                Some(text) => {
+                    Some(Pattern::parse_str(text).map_err(|e| anyhow::anyhow!("--pattern: {e}"))?)
+                }
                 None => None,
             };
             let stdin = io::stdin().lock();
@@ -177,7 +177,10 @@ not json
         assert_eq!(out[1], json!({"matched": false}));
         assert!(out[2]["error"].as_str().unwrap().contains("not JSON"));
         let e = out[3]["error"].as_str().unwrap();
-        assert!(e.contains("$.a[0].nope") && e.contains("unknown operator"), "{e}");
+        assert!(
+            e.contains("$.a[0].nope") && e.contains("unknown operator"),
+            "{e}"
+        );
         assert_eq!(out[4], json!({"matched": true}));
         assert!(out[5]["error"].as_str().unwrap().contains("JSON object"));
         assert!(out[6]["error"].as_str().unwrap().contains("pattern"));
