@@ -184,6 +184,13 @@ fn object(
                 Value::Array(items) if items.len() >= 2 && items.iter().all(Value::is_object) => {
                     or_branches(items, prefix, &kpath, depth)
                 }
+                Value::Array(items) if items.len() >= 2 => {
+                    let i = items.iter().position(|v| !v.is_object()).unwrap_or(0);
+                    err(
+                        &format!("{kpath}[{i}]"),
+                        "each $or alternative must be a pattern object",
+                    )
+                }
                 _ => err(&kpath, "$or takes a list of at least two pattern objects"),
             };
             match as_or {
