@@ -5,6 +5,9 @@
 //!   acknowledgement before the next append, against an [`EventLog`] in a fresh directory.
 //! - `bench disk`: the disk's own limits in the same directory, for the ratios in
 //!   docs/BENCHMARKS.md: rounds of "write B bytes + fdatasync", and sequential write bandwidth.
+//! - `bench match --rules N`: one thread matching cloud-service events against a
+//!   [`PatternSet`] of N rules from [`match_workload`] (the generator `benches/match.rs`
+//!   uses too).
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -22,7 +25,10 @@ use serde_json::json;
 use crate::codec::encode_event;
 use crate::config::PersistPolicy;
 use crate::event::Event;
+use crate::pattern::{Pattern, PatternSet};
 use crate::store::{EventLog, LogOptions};
+
+pub mod match_workload;
 
 /// Arguments of `bench`.
 #[derive(Debug, Args)]
@@ -30,7 +36,8 @@ use crate::store::{EventLog, LogOptions};
     eventbus bench append --mode embedded                    # 64 producers x 1 KiB, durable\n  \
     eventbus bench append --mode embedded --batch 100        # producers put 100 events at once\n  \
     eventbus bench disk                                      # fdatasync rounds and bandwidth\n  \
-    eventbus bench reopen --events 10000000                  # recovery time after a crash\n\
+    eventbus bench reopen --events 10000000                  # recovery time after a crash\n  \
+    eventbus bench match --rules 1,100,1000,10000            # events matched per second\n\
     Output: one JSON object per line on stdout.")]
 pub struct BenchArgs {
     #[command(subcommand)]
@@ -46,6 +53,27 @@ pub enum Workload {
     Disk(DiskArgs),
     /// Recovery time: fill a log with N events, tear its tail as a crash would, time the open.
     Reopen(ReopenArgs),
+    /// Pattern matching: cloud-service events against a set of N rules, on one thread.
+    Match(MatchArgs),
+}
+
+/// Arguments of `bench match`.
+#[derive(Debug, Args)]
+pub struct MatchArgs {
+    /// Rules in the set; a comma list (`1,100,1000,10000`) runs each and prints one line each.
+    #[arg(long, value_delimiter = ',', default_value = "100")]
+    pub rules: Vec<usize>,
+    /// Distinct events, matched in turn until the time is up. Default = 1024 (about 6 MiB as
+    /// `serde_json::Value`s); many more spend the time in cache misses on the events, which
+    /// the bus does not have, as it matches an event right after parsing it.
+    #[arg(long, default_value_t = 1024)]
+    pub events: usize,
+    /// Seconds of matching per rule count.
+    #[arg(long, default_value_t = 3.0)]
+    pub seconds: f64,
+    /// Seed of the event and rule generator.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
 }
 
 /// Arguments of `bench reopen`.
@@ -149,6 +177,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         Workload::Append(a) => append(a),
         Workload::Disk(a) => disk(a),
         Workload::Reopen(a) => reopen(a),
+        Workload::Match(a) => match_rules(a),
     }
 }
 
@@ -365,6 +394,64 @@ fn reopen(a: ReopenArgs) -> anyhow::Result<ExitCode> {
             "max_rss_mib": max_rss_mib(),
         })
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn match_rules(a: MatchArgs) -> anyhow::Result<ExitCode> {
+    if a.events == 0 || a.rules.contains(&0) {
+        bail!("--events and every --rules count must be at least 1");
+    }
+    let events = match_workload::cloud_events(a.events, a.seed);
+    let event_bytes: usize = events.iter().map(|e| e.to_string().len()).sum();
+    for &n in &a.rules {
+        let rules = match_workload::cloud_rules(n, a.seed);
+        let build = Instant::now();
+        let patterns = rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Pattern::parse(r).with_context(|| format!("generated rule {i}: {r}")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let set = PatternSet::new(patterns.iter().enumerate());
+        let build_ms = build.elapsed().as_secs_f64() * 1000.0;
+        eprintln!(
+            "bench match: {n} rules (parsed and indexed in {build_ms:.1} ms), {} events of {} B on average, {} s",
+            events.len(),
+            event_bytes / events.len(),
+            a.seconds
+        );
+        // One untimed pass warms the caches and the allocator.
+        for e in &events {
+            std::hint::black_box(set.matching(e));
+        }
+        let limit = Duration::from_secs_f64(a.seconds);
+        let mut done = 0u64;
+        let mut matched = 0u64;
+        let started = Instant::now();
+        'outer: loop {
+            for chunk in events.chunks(1024) {
+                for e in chunk {
+                    matched += std::hint::black_box(set.matching(e)).len() as u64;
+                }
+                done += chunk.len() as u64;
+                if started.elapsed() >= limit {
+                    break 'outer;
+                }
+            }
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let events_per_s = done as f64 / secs;
+        println!(
+            "{}",
+            json!({
+                "workload": "match", "rules": n, "events": done, "distinct_events": events.len(),
+                "seconds": round3(secs), "events_per_s": events_per_s.round(),
+                "rule_evals_per_s": (events_per_s * n as f64).round(),
+                "matched_per_event": round3(matched as f64 / done as f64),
+                "ns_per_event": round3(secs * 1e9 / done as f64),
+                "build_ms": round3(build_ms), "seed": a.seed,
+            })
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
