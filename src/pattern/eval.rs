@@ -9,8 +9,11 @@
 //! same element of `d`). `exists: false` needs the path to have no leaf anywhere in the
 //! event; `[]`, `{}` and objects are not leaves, so they count as absent.
 //!
-//! [`Program`] interns the pattern paths once, so an event is flattened only along paths some
-//! pattern names: a subtree no pattern reaches into is skipped without being visited.
+//! [`Program`] interns the pattern paths once in a trie of dotted segments, so an event is
+//! flattened only along paths some pattern names (a subtree no pattern reaches into is
+//! skipped without being visited, and each object key costs one hash probe of the key alone),
+//! and stores each distinct condition once, so a condition that many rules share (`source`)
+//! is evaluated once per event ([`Memo`]).
 
 use rustc_hash::FxHashMap;
 use serde_json::Value;
@@ -48,75 +51,91 @@ fn leaf_val(v: &Value) -> Option<LeafVal<'_>> {
     })
 }
 
-/// One condition with its path interned.
-#[derive(Clone, Debug)]
+/// One condition with its path interned. Identical conditions of different patterns (the
+/// same `source`, say) are stored once and evaluated once per event.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Cond {
     pub(crate) path: u32,
     pub(crate) options: Box<[Matcher]>,
     pub(crate) absent_ok: bool,
 }
 
-/// One alternative of one pattern.
+/// One alternative of one pattern: ids into [`Program::conds`], in path order.
 #[derive(Clone, Debug)]
 pub(crate) struct Conj {
     /// Index of the pattern it belongs to.
     pub(crate) owner: u32,
-    pub(crate) conds: Box<[Cond]>,
+    pub(crate) conds: Box<[u32]>,
 }
 
-#[derive(Clone, Debug)]
-struct PathEntry {
-    /// The path's id when a condition names it.
-    id: Option<u32>,
-    /// Whether a condition names a longer path under it (`a` for `a.b`).
-    descend: bool,
+/// A node of the path trie: one per dotted segment of some condition's path.
+#[derive(Clone, Debug, Default)]
+struct Node {
+    children: FxHashMap<Box<str>, u32>,
+    /// The path id when a condition names the path ending here.
+    path: Option<u32>,
 }
 
 /// Compiled alternatives of one or more patterns over one table of interned paths.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) struct Program {
-    paths: FxHashMap<Box<str>, PathEntry>,
+    /// Path trie; node 0 is the event root.
+    nodes: Vec<Node>,
     path_count: u32,
+    pub(crate) conds: Vec<Cond>,
+    cond_ids: FxHashMap<Cond, u32>,
     pub(crate) conjs: Vec<Conj>,
 }
 
-/// An event's leaves along the paths a [`Program`] knows, sorted by path id.
+impl Default for Program {
+    fn default() -> Self {
+        Program {
+            nodes: vec![Node::default()],
+            path_count: 0,
+            conds: Vec::new(),
+            cond_ids: FxHashMap::default(),
+            conjs: Vec::new(),
+        }
+    }
+}
+
+/// An event's leaves along the paths a [`Program`] knows, grouped by path id.
 pub(crate) struct Flat<'a> {
     pub(crate) leaves: Vec<(u32, LeafVal<'a>, Trail)>,
+    /// `leaves[starts[p]..starts[p + 1]]` are the leaves at path `p`.
+    starts: Vec<u32>,
 }
 
 impl Flat<'_> {
     /// The leaves at one path.
     pub(crate) fn at(&self, path: u32) -> &[(u32, LeafVal<'_>, Trail)] {
-        let start = self.leaves.partition_point(|l| l.0 < path);
-        let end = start + self.leaves[start..].partition_point(|l| l.0 == path);
-        &self.leaves[start..end]
+        let p = path as usize;
+        &self.leaves[self.starts[p] as usize..self.starts[p + 1] as usize]
     }
 }
 
 impl Program {
     fn intern(&mut self, path: &str) -> u32 {
-        // Mark every dotted prefix so the flattener knows to walk into it.
-        for (i, _) in path.match_indices('.') {
-            self.paths
-                .entry(path[..i].into())
-                .or_insert(PathEntry {
-                    id: None,
-                    descend: false,
-                })
-                .descend = true;
+        // Dotted segments, so `{"a.b": …}` and `{"a": {"b": …}}` land on the same node.
+        let mut node = 0usize;
+        for seg in path.split('.') {
+            node = match self.nodes[node].children.get(seg) {
+                Some(&n) => n as usize,
+                None => {
+                    let n = self.nodes.len();
+                    self.nodes.push(Node::default());
+                    self.nodes[node].children.insert(seg.into(), n as u32);
+                    n
+                }
+            };
         }
-        let next = self.path_count;
-        let entry = self.paths.entry(path.into()).or_insert(PathEntry {
-            id: None,
-            descend: false,
-        });
-        match entry.id {
+        match self.nodes[node].path {
             Some(id) => id,
             None => {
-                entry.id = Some(next);
+                let id = self.path_count;
+                self.nodes[node].path = Some(id);
                 self.path_count += 1;
-                next
+                id
             }
         }
     }
@@ -126,10 +145,21 @@ impl Program {
         for alt in alts {
             let conds = alt
                 .iter()
-                .map(|c| Cond {
-                    path: self.intern(&c.path),
-                    options: c.options.clone(),
-                    absent_ok: c.absent_ok,
+                .map(|c| {
+                    let cond = Cond {
+                        path: self.intern(&c.path),
+                        options: c.options.clone(),
+                        absent_ok: c.absent_ok,
+                    };
+                    match self.cond_ids.get(&cond) {
+                        Some(&id) => id,
+                        None => {
+                            let id = self.conds.len() as u32;
+                            self.conds.push(cond.clone());
+                            self.cond_ids.insert(cond, id);
+                            id
+                        }
+                    }
                 })
                 .collect();
             self.conjs.push(Conj { owner, conds });
@@ -141,65 +171,161 @@ impl Program {
         self.path_count
     }
 
-    /// The event's leaves at the known paths. A non-object event has none.
-    pub(crate) fn flatten<'a>(&self, event: &'a Value) -> Flat<'a> {
-        let mut out = Flat { leaves: Vec::new() };
-        if let Value::Object(_) = event {
-            let mut path = String::with_capacity(64);
-            let mut trail = Trail::new();
-            let mut arrays = 0u32;
-            self.walk(event, &mut path, &mut trail, &mut arrays, None, &mut out);
-            out.leaves.sort_by_key(|l| l.0);
+    /// The trie node for key `k` below `node` (a key with dots walks several segments).
+    fn child(&self, node: u32, k: &str) -> Option<u32> {
+        let children = &self.nodes[node as usize].children;
+        if let Some(&n) = children.get(k) {
+            return Some(n);
         }
-        out
+        if !k.contains('.') {
+            return None;
+        }
+        k.split('.')
+            .try_fold(node, |n, seg| self.nodes[n as usize].children.get(seg).copied())
     }
 
-    /// `here` is the id of `path` when a condition names it.
+    /// The event's leaves at the known paths. A non-object event has none.
+    pub(crate) fn flatten<'a>(&self, event: &'a Value) -> Flat<'a> {
+        let mut leaves = Vec::new();
+        if let Value::Object(_) = event {
+            let mut trail = Trail::new();
+            let mut arrays = 0u32;
+            self.walk(event, 0, &mut trail, &mut arrays, &mut leaves);
+        }
+        // Counting sort by path id: O(leaves + paths), and `at` becomes two loads.
+        let paths = self.path_count as usize;
+        let mut starts = vec![0u32; paths + 1];
+        for l in &leaves {
+            starts[l.0 as usize + 1] += 1;
+        }
+        for p in 0..paths {
+            starts[p + 1] += starts[p];
+        }
+        if leaves.windows(2).any(|w| w[0].0 > w[1].0) {
+            leaves.sort_by_key(|l| l.0);
+        }
+        Flat { leaves, starts }
+    }
+
+    /// Visits the value found at trie node `node`.
     fn walk<'a>(
         &self,
         v: &'a Value,
-        path: &mut String,
+        node: u32,
         trail: &mut Trail,
         arrays: &mut u32,
-        here: Option<u32>,
-        out: &mut Flat<'a>,
+        out: &mut Vec<(u32, LeafVal<'a>, Trail)>,
     ) {
+        let n = &self.nodes[node as usize];
         match v {
             Value::Object(map) => {
+                if n.children.is_empty() {
+                    return;
+                }
                 for (k, child) in map {
-                    let len = path.len();
-                    if len > 0 {
-                        path.push('.');
+                    if let Some(next) = self.child(node, k) {
+                        self.walk(child, next, trail, arrays, out);
                     }
-                    path.push_str(k);
-                    if let Some(e) = self.paths.get(path.as_str()) {
-                        let go = match child {
-                            Value::Object(_) => e.descend,
-                            Value::Array(_) => e.descend || e.id.is_some(),
-                            _ => e.id.is_some(),
-                        };
-                        if go {
-                            self.walk(child, path, trail, arrays, e.id, out);
-                        }
-                    }
-                    path.truncate(len);
                 }
             }
             Value::Array(items) => {
+                if n.children.is_empty() && n.path.is_none() {
+                    return;
+                }
                 let id = *arrays;
                 *arrays += 1;
                 for (i, item) in items.iter().enumerate() {
                     trail.push((id, i as u32));
-                    self.walk(item, path, trail, arrays, here, out);
+                    self.walk(item, node, trail, arrays, out);
                     trail.pop();
                 }
             }
             scalar => {
-                if let (Some(id), Some(val)) = (here, leaf_val(scalar)) {
-                    out.leaves.push((id, val, trail.clone()));
+                if let (Some(path), Some(val)) = (n.path, leaf_val(scalar)) {
+                    out.push((path, val, trail.clone()));
                 }
             }
         }
+    }
+}
+
+/// How one condition stands on an event, before array consistency is considered.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Standing {
+    /// No acceptable leaf (and not allowed to be absent).
+    Fails = 1,
+    /// Holds whatever the other conditions choose (absent, or a leaf outside every array).
+    Holds = 2,
+    /// Holds only through leaves inside arrays: needs a joint choice.
+    Tied = 3,
+    /// May count as absent depending on earlier choices: needs the ordered search.
+    Ordered = 4,
+}
+
+/// The standing of one condition.
+pub(crate) fn standing(c: &Cond, flat: &Flat<'_>) -> Standing {
+    let leaves = flat.at(c.path);
+    if leaves.is_empty() {
+        return if c.absent_ok {
+            Standing::Holds
+        } else {
+            Standing::Fails
+        };
+    }
+    if c.absent_ok && leaves.iter().all(|l| !l.2.is_empty()) {
+        return Standing::Ordered;
+    }
+    let mut any = false;
+    for (_, val, trail) in leaves {
+        if c.options.iter().any(|m| m.matches(val)) {
+            if trail.is_empty() {
+                return Standing::Holds;
+            }
+            any = true;
+        }
+    }
+    if any { Standing::Tied } else { Standing::Fails }
+}
+
+/// Per-event cache of condition standings, shared by every alternative that uses a condition.
+/// Entries are valid only for the current generation, so nothing is cleared between events.
+#[derive(Default)]
+pub(crate) struct Memo {
+    generation: u32,
+    stamps: Vec<u32>,
+    standings: Vec<u8>,
+}
+
+impl Memo {
+    /// Starts a new event for a program with `conds` conditions.
+    pub(crate) fn reset(&mut self, conds: usize) {
+        if self.stamps.len() < conds {
+            self.stamps.resize(conds, 0);
+            self.standings.resize(conds, 0);
+        }
+        self.generation = self.generation.wrapping_add(1);
+        if self.generation == 0 {
+            self.stamps.fill(0);
+            self.generation = 1;
+        }
+    }
+
+    fn get(&mut self, id: u32, compute: impl FnOnce() -> Standing) -> Standing {
+        let i = id as usize;
+        if self.stamps[i] == self.generation {
+            // SAFETY-free decode: only `Standing as u8` values are ever stored.
+            return match self.standings[i] {
+                1 => Standing::Fails,
+                2 => Standing::Holds,
+                3 => Standing::Tied,
+                _ => Standing::Ordered,
+            };
+        }
+        let s = compute();
+        self.stamps[i] = self.generation;
+        self.standings[i] = s as u8;
+        s
     }
 }
 
@@ -210,46 +336,27 @@ impl Program {
 /// when it allows `exists: false`, when no leaf at its path is consistent with those earlier
 /// choices (event-ruler's rule, so `{"a": [1], "b": [{"exists": false}]}` can hold on an array
 /// element that has `a = 1` and no `b` even when another element has a `b`).
-pub(crate) fn conj_matches(conds: &[Cond], flat: &Flat<'_>) -> bool {
-    // Fast path: a leaf outside every array is consistent with any choice, so conditions
-    // that have one are settled on their own; only the rest need a joint search.
-    let mut tied: SmallVec<[usize; 4]> = SmallVec::new();
-    for (i, c) in conds.iter().enumerate() {
-        let leaves = flat.at(c.path);
-        if leaves.is_empty() {
-            if c.absent_ok {
-                continue;
+pub(crate) fn conj_matches(conj: &Conj, program: &Program, flat: &Flat<'_>, memo: &mut Memo) -> bool {
+    // Fast path: conditions that hold on their own need no joint search.
+    let mut tied: SmallVec<[&Cond; 4]> = SmallVec::new();
+    for &id in conj.conds.iter() {
+        let c = &program.conds[id as usize];
+        match memo.get(id, || standing(c, flat)) {
+            Standing::Fails => return false,
+            Standing::Holds => {}
+            Standing::Tied => tied.push(c),
+            Standing::Ordered => {
+                let all: SmallVec<[&Cond; 4]> =
+                    conj.conds.iter().map(|&i| &program.conds[i as usize]).collect();
+                return ordered_search(&all, flat, &mut SmallVec::new());
             }
-            return false;
-        }
-        if c.absent_ok && leaves.iter().all(|l| !l.2.is_empty()) {
-            // Whether the path counts as absent depends on the earlier choices.
-            return ordered_search(conds, flat, &mut SmallVec::new());
-        }
-        let mut any = false;
-        let mut free = false;
-        for (_, val, trail) in leaves {
-            if c.options.iter().any(|m| m.matches(val)) {
-                any = true;
-                if trail.is_empty() {
-                    free = true;
-                    break;
-                }
-            }
-        }
-        if !any {
-            return false;
-        }
-        if !free {
-            tied.push(i);
         }
     }
     if tied.len() <= 1 {
         return true;
     }
-    let tied_conds: SmallVec<[&Cond; 4]> = tied.iter().map(|&i| &conds[i]).collect();
     let mut chosen: SmallVec<[&Trail; 4]> = SmallVec::new();
-    choose(&tied_conds, flat, &mut chosen)
+    choose(&tied, flat, &mut chosen)
 }
 
 /// Backtracking search for mutually consistent leaves, one per condition (no absence).
@@ -258,7 +365,8 @@ fn choose<'f>(conds: &[&Cond], flat: &'f Flat<'_>, chosen: &mut SmallVec<[&'f Tr
         return true;
     };
     for (_, val, trail) in flat.at(c.path) {
-        if c.options.iter().any(|m| m.matches(val)) && chosen.iter().all(|t| consistent(t, trail)) {
+        if c.options.iter().any(|m| m.matches(val)) && chosen.iter().all(|t| consistent(t, trail))
+        {
             chosen.push(trail);
             if choose(rest, flat, chosen) {
                 return true;
@@ -271,7 +379,7 @@ fn choose<'f>(conds: &[&Cond], flat: &'f Flat<'_>, chosen: &mut SmallVec<[&'f Tr
 
 /// The full search, in path order, with absence judged against the choices made so far.
 fn ordered_search<'f>(
-    conds: &[Cond],
+    conds: &[&Cond],
     flat: &'f Flat<'_>,
     chosen: &mut SmallVec<[&'f Trail; 4]>,
 ) -> bool {
@@ -280,7 +388,8 @@ fn ordered_search<'f>(
     };
     let leaves = flat.at(c.path);
     for (_, val, trail) in leaves {
-        if c.options.iter().any(|m| m.matches(val)) && chosen.iter().all(|t| consistent(t, trail)) {
+        if c.options.iter().any(|m| m.matches(val)) && chosen.iter().all(|t| consistent(t, trail))
+        {
             chosen.push(trail);
             if ordered_search(rest, flat, chosen) {
                 return true;

@@ -14,7 +14,9 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::Value;
 
 use super::Pattern;
-use super::eval::{Flat, Program, conj_matches};
+use std::cell::RefCell;
+
+use super::eval::{Flat, Memo, Program, conj_matches};
 use super::matcher::{LeafVal, Lit, Matcher};
 use super::number::Decimal;
 
@@ -56,8 +58,15 @@ pub struct PatternSet<K> {
     program: Program,
     /// Indexed by path id.
     index: Vec<Option<Box<PathIndex>>>,
-    /// Alternatives with no anchor: evaluated for every event.
+    /// Alternatives with no literal anchor, by a path they need a value at (a `numeric`
+    /// threshold on one metric is only tried on events that carry that metric).
+    by_presence: Vec<Vec<u32>>,
+    /// Alternatives that need no value at all (only `exists: false`): tried on every event.
     unanchored: Vec<u32>,
+}
+
+thread_local! {
+    static MEMO: RefCell<Memo> = RefCell::new(Memo::default());
 }
 
 impl<K> Default for PatternSet<K> {
@@ -66,6 +75,7 @@ impl<K> Default for PatternSet<K> {
             keys: Vec::new(),
             program: Program::default(),
             index: Vec::new(),
+            by_presence: Vec::new(),
             unanchored: Vec::new(),
         }
     }
@@ -86,14 +96,16 @@ impl<K> PatternSet<K> {
     }
 
     fn build_index(&mut self) {
-        let conjs = &self.program.conjs;
+        let program = &self.program;
         // Pass 1: how many alternatives could file under each (path, key).
         let mut freq: FxHashMap<(u32, &Key), u32> = FxHashMap::default();
-        let candidates: Vec<Vec<(u32, Vec<Key>)>> = conjs
+        let candidates: Vec<Vec<(u32, Vec<Key>)>> = program
+            .conjs
             .iter()
             .map(|c| {
                 c.conds
                     .iter()
+                    .map(|&id| &program.conds[id as usize])
                     .filter(|cond| !cond.absent_ok)
                     .filter_map(|cond| keys_of(&cond.options).map(|k| (cond.path, k)))
                     .collect()
@@ -110,7 +122,10 @@ impl<K> PatternSet<K> {
             }
         }
         // Pass 2: file each alternative under its cheapest anchor.
-        let mut index: Vec<Option<Box<PathIndex>>> = vec![None; self.program.path_count() as usize];
+        let paths = program.path_count() as usize;
+        let mut index: Vec<Option<Box<PathIndex>>> = vec![None; paths];
+        let mut by_presence: Vec<Vec<u32>> = vec![Vec::new(); paths];
+        let mut unanchored: Vec<u32> = Vec::new();
         for (ci, cands) in candidates.iter().enumerate() {
             let best = cands.iter().min_by_key(|(path, keys)| {
                 keys.iter()
@@ -118,7 +133,19 @@ impl<K> PatternSet<K> {
                     .sum::<u64>()
             });
             let Some((path, keys)) = best else {
-                self.unanchored.push(ci as u32);
+                // No literal anchor: file under the required path that the fewest others
+                // were filed under so far.
+                let required = program.conjs[ci]
+                    .conds
+                    .iter()
+                    .map(|&id| &program.conds[id as usize])
+                    .filter(|c| !c.absent_ok)
+                    .map(|c| c.path)
+                    .min_by_key(|&p| by_presence[p as usize].len());
+                match required {
+                    Some(p) => by_presence[p as usize].push(ci as u32),
+                    None => unanchored.push(ci as u32),
+                }
                 continue;
             };
             let pi = index[*path as usize].get_or_insert_with(Default::default);
@@ -145,6 +172,8 @@ impl<K> PatternSet<K> {
             pi.prefix_lens.sort_unstable();
         }
         self.index = index;
+        self.by_presence = by_presence;
+        self.unanchored = unanchored;
     }
 
     /// Number of patterns.
@@ -169,7 +198,13 @@ impl<K> PatternSet<K> {
 
     fn matching_owners(&self, flat: &Flat<'_>) -> Vec<u32> {
         let mut cands: Vec<u32> = self.unanchored.clone();
+        let mut last_path = u32::MAX;
         for (path, val, _) in &flat.leaves {
+            if *path != last_path {
+                // Leaves are grouped by path: once per path present in the event.
+                last_path = *path;
+                cands.extend_from_slice(&self.by_presence[*path as usize]);
+            }
             let Some(pi) = &self.index[*path as usize] else {
                 continue;
             };
@@ -204,17 +239,20 @@ impl<K> PatternSet<K> {
         cands.sort_unstable();
         cands.dedup();
         let mut owners: Vec<u32> = Vec::new();
-        for ci in cands {
-            let conj = &self.program.conjs[ci as usize];
-            // A pattern's alternatives have consecutive ids and `cands` is sorted, so once an
-            // owner matched, its remaining alternatives come right after.
-            if owners.last() == Some(&conj.owner) {
-                continue;
+        MEMO.with_borrow_mut(|memo| {
+            memo.reset(self.program.conds.len());
+            for ci in cands {
+                let conj = &self.program.conjs[ci as usize];
+                // A pattern's alternatives have consecutive ids and `cands` is sorted, so
+                // once an owner matched, its remaining alternatives come right after.
+                if owners.last() == Some(&conj.owner) {
+                    continue;
+                }
+                if conj_matches(conj, &self.program, flat, memo) {
+                    owners.push(conj.owner);
+                }
             }
-            if conj_matches(&conj.conds, flat) {
-                owners.push(conj.owner);
-            }
-        }
+        });
         owners
     }
 

@@ -83,14 +83,14 @@ impl Lit {
 }
 
 /// One bound of a numeric range.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Bound {
     pub(crate) value: Decimal,
     pub(crate) inclusive: bool,
 }
 
 /// One alternative in a field's value list.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Matcher {
     /// A literal value (also `{"exactly": "…"}`).
     Exact(Lit),
@@ -192,7 +192,7 @@ pub(crate) fn fold(s: &str) -> String {
 
 /// A `wildcard` pattern: literal segments separated by `*` (any run of characters, possibly
 /// empty). `\*` is a literal star and `\\` a literal backslash.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Wildcard {
     /// Literal pieces between the stars; `stars = parts.len() - 1`.
     parts: Box<[Box<str>]>,

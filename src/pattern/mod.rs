@@ -84,10 +84,12 @@ impl Pattern {
     /// Whether the event matches. An event that is not a JSON object matches nothing.
     pub fn matches(&self, event: &Value) -> bool {
         let flat = self.program.flatten(event);
+        let mut memo = eval::Memo::default();
+        memo.reset(self.program.conds.len());
         self.program
             .conjs
             .iter()
-            .any(|c| eval::conj_matches(&c.conds, &flat))
+            .any(|c| eval::conj_matches(c, &self.program, &flat, &mut memo))
     }
 
     /// The reference evaluator behind the property tests: no path interning, no pruning,
