@@ -13,7 +13,7 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use eventbus::cli::bench::match_workload::{cloud_events, cloud_rules};
+use eventbus::cli::bench::match_workload::{cloud_events, cloud_rules, cloud_rules_scoped};
 use eventbus::pattern::{Pattern, PatternSet};
 use serde_json::json;
 
@@ -22,10 +22,34 @@ const SEED: u64 = 1;
 
 fn set_benches(c: &mut Criterion) {
     let events = cloud_events(EVENTS, SEED);
-    let rules = cloud_rules(10_000, SEED);
-    let mut g = c.benchmark_group("match_set");
+    // `match_set`: the same rule mix at every size; `match_set_scoped`: the first 100 rules
+    // the same, then only resource- and team-scoped rules (matches per event stay level).
+    for (group, rules, sizes) in [
+        (
+            "match_set",
+            cloud_rules(10_000, SEED),
+            &[1usize, 100, 1_000, 10_000][..],
+        ),
+        (
+            "match_set_scoped",
+            cloud_rules_scoped(10_000, SEED),
+            &[1_000, 10_000][..],
+        ),
+    ] {
+        set_group(c, group, &events, &rules, sizes);
+    }
+}
+
+fn set_group(
+    c: &mut Criterion,
+    group: &str,
+    events: &[serde_json::Value],
+    rules: &[serde_json::Value],
+    sizes: &[usize],
+) {
+    let mut g = c.benchmark_group(group);
     g.throughput(Throughput::Elements(1));
-    for n in [1usize, 100, 1_000, 10_000] {
+    for &n in sizes {
         let patterns: Vec<Pattern> = rules[..n]
             .iter()
             .map(|r| Pattern::parse(r).expect("generated rules parse"))

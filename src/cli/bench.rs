@@ -74,6 +74,19 @@ pub struct MatchArgs {
     /// Seed of the event and rule generator.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Rule mix: `fixed` keeps RULE_MIX at every size (matches per event grow with the rule
+    /// count); `scoped` grows only resource- and team-scoped rules past the first 100.
+    #[arg(long, value_enum, default_value = "fixed")]
+    pub mix: RuleMix,
+}
+
+/// How the rule set grows with `--rules`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RuleMix {
+    /// The same kind proportions at every size.
+    Fixed,
+    /// The first 100 rules as `fixed`, then only resource- and team-scoped rules.
+    Scoped,
 }
 
 /// Arguments of `bench reopen`.
@@ -404,7 +417,10 @@ fn match_rules(a: MatchArgs) -> anyhow::Result<ExitCode> {
     let events = match_workload::cloud_events(a.events, a.seed);
     let event_bytes: usize = events.iter().map(|e| e.to_string().len()).sum();
     for &n in &a.rules {
-        let rules = match_workload::cloud_rules(n, a.seed);
+        let rules = match a.mix {
+            RuleMix::Fixed => match_workload::cloud_rules(n, a.seed),
+            RuleMix::Scoped => match_workload::cloud_rules_scoped(n, a.seed),
+        };
         let build = Instant::now();
         let patterns = rules
             .iter()
@@ -419,9 +435,12 @@ fn match_rules(a: MatchArgs) -> anyhow::Result<ExitCode> {
             event_bytes / events.len(),
             a.seconds
         );
-        // One untimed pass warms the caches and the allocator.
+        // One untimed pass warms the caches and the allocator, and counts how many rules
+        // the index hands to full evaluation (the rest it rules out by lookups alone).
+        let mut candidates = 0usize;
         for e in &events {
             std::hint::black_box(set.matching(e));
+            candidates += set.candidates(e);
         }
         let limit = Duration::from_secs_f64(a.seconds);
         let mut done = 0u64;
@@ -443,10 +462,12 @@ fn match_rules(a: MatchArgs) -> anyhow::Result<ExitCode> {
         println!(
             "{}",
             json!({
-                "workload": "match", "rules": n, "events": done, "distinct_events": events.len(),
+                "workload": "match", "rules": n, "mix": format!("{:?}", a.mix).to_lowercase(),
+                "events": done, "distinct_events": events.len(),
                 "seconds": round3(secs), "events_per_s": events_per_s.round(),
                 "rule_evals_per_s": (events_per_s * n as f64).round(),
                 "matched_per_event": round3(matched as f64 / done as f64),
+                "candidates_per_event": round3(candidates as f64 / events.len() as f64),
                 "ns_per_event": round3(secs * 1e9 / done as f64),
                 "build_ms": round3(build_ms), "seed": a.seed,
             })

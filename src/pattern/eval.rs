@@ -29,7 +29,7 @@ pub(crate) type Trail = SmallVec<[(u32, u32); 2]>;
 /// Whether two leaves can be chosen together: they sit in the same element of every array
 /// both are inside. Trails are root-first chains in a tree, so the shared arrays are a common
 /// prefix; once the array ids differ the chains never meet again.
-pub(crate) fn consistent(a: &Trail, b: &Trail) -> bool {
+pub(crate) fn consistent(a: &[(u32, u32)], b: &[(u32, u32)]) -> bool {
     for (x, y) in a.iter().zip(b.iter()) {
         if x.0 != y.0 {
             return true;
@@ -101,16 +101,24 @@ impl Default for Program {
 
 /// An event's leaves along the paths a [`Program`] knows, grouped by path id.
 pub(crate) struct Flat<'a> {
-    pub(crate) leaves: Vec<(u32, LeafVal<'a>, Trail)>,
+    /// (path id, value, (start, len) of its trail in `trails`).
+    pub(crate) leaves: Vec<(u32, LeafVal<'a>, (u32, u32))>,
+    /// Every non-empty trail, back to back (most leaves sit outside arrays and add nothing).
+    trails: Vec<(u32, u32)>,
     /// `leaves[starts[p]..starts[p + 1]]` are the leaves at path `p`.
     starts: Vec<u32>,
 }
 
 impl Flat<'_> {
     /// The leaves at one path.
-    pub(crate) fn at(&self, path: u32) -> &[(u32, LeafVal<'_>, Trail)] {
+    pub(crate) fn at(&self, path: u32) -> &[(u32, LeafVal<'_>, (u32, u32))] {
         let p = path as usize;
         &self.leaves[self.starts[p] as usize..self.starts[p + 1] as usize]
+    }
+
+    /// A leaf's trail.
+    fn trail(&self, (start, len): (u32, u32)) -> &[(u32, u32)] {
+        &self.trails[start as usize..(start + len) as usize]
     }
 }
 
@@ -180,22 +188,28 @@ impl Program {
         if !k.contains('.') {
             return None;
         }
-        k.split('.')
-            .try_fold(node, |n, seg| self.nodes[n as usize].children.get(seg).copied())
+        k.split('.').try_fold(node, |n, seg| {
+            self.nodes[n as usize].children.get(seg).copied()
+        })
     }
 
     /// The event's leaves at the known paths. A non-object event has none.
     pub(crate) fn flatten<'a>(&self, event: &'a Value) -> Flat<'a> {
-        let mut leaves = Vec::new();
+        let mut flat = Flat {
+            leaves: Vec::new(),
+            trails: Vec::new(),
+            starts: Vec::new(),
+        };
         if let Value::Object(_) = event {
             let mut trail = Trail::new();
             let mut arrays = 0u32;
-            self.walk(event, 0, &mut trail, &mut arrays, &mut leaves);
+            self.walk(event, 0, &mut trail, &mut arrays, &mut flat);
         }
+        let leaves = &mut flat.leaves;
         // Counting sort by path id: O(leaves + paths), and `at` becomes two loads.
         let paths = self.path_count as usize;
         let mut starts = vec![0u32; paths + 1];
-        for l in &leaves {
+        for l in leaves.iter() {
             starts[l.0 as usize + 1] += 1;
         }
         for p in 0..paths {
@@ -204,7 +218,8 @@ impl Program {
         if leaves.windows(2).any(|w| w[0].0 > w[1].0) {
             leaves.sort_by_key(|l| l.0);
         }
-        Flat { leaves, starts }
+        flat.starts = starts;
+        flat
     }
 
     /// Visits the value found at trie node `node`.
@@ -214,7 +229,7 @@ impl Program {
         node: u32,
         trail: &mut Trail,
         arrays: &mut u32,
-        out: &mut Vec<(u32, LeafVal<'a>, Trail)>,
+        out: &mut Flat<'a>,
     ) {
         let n = &self.nodes[node as usize];
         match v {
@@ -242,7 +257,9 @@ impl Program {
             }
             scalar => {
                 if let (Some(path), Some(val)) = (n.path, leaf_val(scalar)) {
-                    out.push((path, val, trail.clone()));
+                    let start = out.trails.len() as u32;
+                    out.trails.extend_from_slice(trail);
+                    out.leaves.push((path, val, (start, trail.len() as u32)));
                 }
             }
         }
@@ -273,13 +290,13 @@ pub(crate) fn standing(c: &Cond, flat: &Flat<'_>) -> Standing {
             Standing::Fails
         };
     }
-    if c.absent_ok && leaves.iter().all(|l| !l.2.is_empty()) {
+    if c.absent_ok && leaves.iter().all(|l| l.2.1 > 0) {
         return Standing::Ordered;
     }
     let mut any = false;
     for (_, val, trail) in leaves {
         if c.options.iter().any(|m| m.matches(val)) {
-            if trail.is_empty() {
+            if trail.1 == 0 {
                 return Standing::Holds;
             }
             any = true;
@@ -336,7 +353,12 @@ impl Memo {
 /// when it allows `exists: false`, when no leaf at its path is consistent with those earlier
 /// choices (event-ruler's rule, so `{"a": [1], "b": [{"exists": false}]}` can hold on an array
 /// element that has `a = 1` and no `b` even when another element has a `b`).
-pub(crate) fn conj_matches(conj: &Conj, program: &Program, flat: &Flat<'_>, memo: &mut Memo) -> bool {
+pub(crate) fn conj_matches(
+    conj: &Conj,
+    program: &Program,
+    flat: &Flat<'_>,
+    memo: &mut Memo,
+) -> bool {
     // Fast path: conditions that hold on their own need no joint search.
     let mut tied: SmallVec<[&Cond; 4]> = SmallVec::new();
     for &id in conj.conds.iter() {
@@ -346,8 +368,11 @@ pub(crate) fn conj_matches(conj: &Conj, program: &Program, flat: &Flat<'_>, memo
             Standing::Holds => {}
             Standing::Tied => tied.push(c),
             Standing::Ordered => {
-                let all: SmallVec<[&Cond; 4]> =
-                    conj.conds.iter().map(|&i| &program.conds[i as usize]).collect();
+                let all: SmallVec<[&Cond; 4]> = conj
+                    .conds
+                    .iter()
+                    .map(|&i| &program.conds[i as usize])
+                    .collect();
                 return ordered_search(&all, flat, &mut SmallVec::new());
             }
         }
@@ -355,18 +380,22 @@ pub(crate) fn conj_matches(conj: &Conj, program: &Program, flat: &Flat<'_>, memo
     if tied.len() <= 1 {
         return true;
     }
-    let mut chosen: SmallVec<[&Trail; 4]> = SmallVec::new();
+    let mut chosen: SmallVec<[&[(u32, u32)]; 4]> = SmallVec::new();
     choose(&tied, flat, &mut chosen)
 }
 
 /// Backtracking search for mutually consistent leaves, one per condition (no absence).
-fn choose<'f>(conds: &[&Cond], flat: &'f Flat<'_>, chosen: &mut SmallVec<[&'f Trail; 4]>) -> bool {
+fn choose<'f>(
+    conds: &[&Cond],
+    flat: &'f Flat<'_>,
+    chosen: &mut SmallVec<[&'f [(u32, u32)]; 4]>,
+) -> bool {
     let Some((c, rest)) = conds.split_first() else {
         return true;
     };
-    for (_, val, trail) in flat.at(c.path) {
-        if c.options.iter().any(|m| m.matches(val)) && chosen.iter().all(|t| consistent(t, trail))
-        {
+    for (_, val, t) in flat.at(c.path) {
+        let trail = flat.trail(*t);
+        if c.options.iter().any(|m| m.matches(val)) && chosen.iter().all(|t| consistent(t, trail)) {
             chosen.push(trail);
             if choose(rest, flat, chosen) {
                 return true;
@@ -381,15 +410,15 @@ fn choose<'f>(conds: &[&Cond], flat: &'f Flat<'_>, chosen: &mut SmallVec<[&'f Tr
 fn ordered_search<'f>(
     conds: &[&Cond],
     flat: &'f Flat<'_>,
-    chosen: &mut SmallVec<[&'f Trail; 4]>,
+    chosen: &mut SmallVec<[&'f [(u32, u32)]; 4]>,
 ) -> bool {
     let Some((c, rest)) = conds.split_first() else {
         return true;
     };
     let leaves = flat.at(c.path);
-    for (_, val, trail) in leaves {
-        if c.options.iter().any(|m| m.matches(val)) && chosen.iter().all(|t| consistent(t, trail))
-        {
+    for (_, val, t) in leaves {
+        let trail = flat.trail(*t);
+        if c.options.iter().any(|m| m.matches(val)) && chosen.iter().all(|t| consistent(t, trail)) {
             chosen.push(trail);
             if ordered_search(rest, flat, chosen) {
                 return true;
@@ -400,7 +429,7 @@ fn ordered_search<'f>(
     c.absent_ok
         && !leaves
             .iter()
-            .any(|l| chosen.iter().all(|t| consistent(t, &l.2)))
+            .any(|l| chosen.iter().all(|t| consistent(t, flat.trail(l.2))))
         && ordered_search(rest, flat, chosen)
 }
 

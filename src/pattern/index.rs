@@ -121,16 +121,26 @@ impl<K> PatternSet<K> {
                 }
             }
         }
+        let mut distinct = vec![0u32; program.path_count() as usize];
+        for (path, _) in freq.keys() {
+            distinct[*path as usize] += 1;
+        }
         // Pass 2: file each alternative under its cheapest anchor.
         let paths = program.path_count() as usize;
         let mut index: Vec<Option<Box<PathIndex>>> = vec![None; paths];
         let mut by_presence: Vec<Vec<u32>> = vec![Vec::new(); paths];
         let mut unanchored: Vec<u32> = Vec::new();
         for (ci, cands) in candidates.iter().enumerate() {
-            let best = cands.iter().min_by_key(|(path, keys)| {
-                keys.iter()
-                    .map(|k| u64::from(freq[&(*path, k)]))
-                    .sum::<u64>()
+            // Expected candidates per event if filed under this condition: each key's
+            // alternatives, times the chance an event carries that key, estimated as one over
+            // the number of distinct keys patterns use at the path (so `region`, with a
+            // dozen values every event has one of, costs more than `type` with hundreds).
+            let best = cands.iter().min_by(|a, b| {
+                let cost = |(path, keys): &(u32, Vec<Key>)| -> f64 {
+                    let total: u32 = keys.iter().map(|k| freq[&(*path, k)]).sum();
+                    f64::from(total) / f64::from(distinct[*path as usize].max(1))
+                };
+                cost(a).total_cmp(&cost(b))
             });
             let Some((path, keys)) = best else {
                 // No literal anchor: file under the required path that the fewest others
@@ -196,7 +206,34 @@ impl<K> PatternSet<K> {
         owners.into_iter().map(|o| &self.keys[o as usize]).collect()
     }
 
+    /// How many alternatives the index hands to full evaluation for this event (the rest
+    /// were ruled out by lookups alone). For benchmarks and tuning.
+    pub fn candidates(&self, event: &Value) -> usize {
+        self.candidate_ids(&self.program.flatten(event)).len()
+    }
+
     fn matching_owners(&self, flat: &Flat<'_>) -> Vec<u32> {
+        let cands = self.candidate_ids(flat);
+        let mut owners: Vec<u32> = Vec::new();
+        MEMO.with_borrow_mut(|memo| {
+            memo.reset(self.program.conds.len());
+            for ci in cands {
+                let conj = &self.program.conjs[ci as usize];
+                // A pattern's alternatives have consecutive ids and `cands` is sorted, so
+                // once an owner matched, its remaining alternatives come right after.
+                if owners.last() == Some(&conj.owner) {
+                    continue;
+                }
+                if conj_matches(conj, &self.program, flat, memo) {
+                    owners.push(conj.owner);
+                }
+            }
+        });
+        owners
+    }
+
+    /// Alternative ids worth evaluating, sorted, without duplicates.
+    fn candidate_ids(&self, flat: &Flat<'_>) -> Vec<u32> {
         let mut cands: Vec<u32> = self.unanchored.clone();
         let mut last_path = u32::MAX;
         for (path, val, _) in &flat.leaves {
@@ -238,22 +275,7 @@ impl<K> PatternSet<K> {
         }
         cands.sort_unstable();
         cands.dedup();
-        let mut owners: Vec<u32> = Vec::new();
-        MEMO.with_borrow_mut(|memo| {
-            memo.reset(self.program.conds.len());
-            for ci in cands {
-                let conj = &self.program.conjs[ci as usize];
-                // A pattern's alternatives have consecutive ids and `cands` is sorted, so
-                // once an owner matched, its remaining alternatives come right after.
-                if owners.last() == Some(&conj.owner) {
-                    continue;
-                }
-                if conj_matches(conj, &self.program, flat, memo) {
-                    owners.push(conj.owner);
-                }
-            }
-        });
-        owners
+        cands
     }
 
     /// Keys with their patterns' positions, in insertion order.

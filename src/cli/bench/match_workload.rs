@@ -581,12 +581,46 @@ pub fn cloud_rules(n: usize, seed: u64) -> Vec<Value> {
 
 /// [`cloud_rules`] with the kind of each rule (a name from [`RULE_MIX`]).
 pub fn cloud_rules_by_kind(n: usize, seed: u64) -> Vec<(&'static str, Value)> {
+    rules_in_mix(n, seed, false)
+}
+
+/// Kinds of [`RULE_MIX`] that name specific resources or teams: a tenant's rule count grows
+/// in these, while the product-wide and operator rules stay few.
+pub const SCOPED_KINDS: &[&str] = &[
+    "resource-alarm",
+    "resource-all",
+    "resource-arn",
+    "team",
+    "team-data",
+];
+
+/// Like [`cloud_rules`] for the first 100 rules (so the 100-rule sets are the same); beyond
+/// 100, only [`SCOPED_KINDS`] in their [`RULE_MIX`] proportions. The number of rules an event
+/// matches then stays about the same as the set grows, which isolates the cost of the index
+/// from the cost of reporting more matches.
+pub fn cloud_rules_scoped(n: usize, seed: u64) -> Vec<Value> {
+    rules_in_mix(n, seed, true)
+        .into_iter()
+        .map(|(_, rule)| rule)
+        .collect()
+}
+
+fn rules_in_mix(n: usize, seed: u64, scoped: bool) -> Vec<(&'static str, Value)> {
     let fleet = Fleet::new();
     let mut r = Rng::new(seed ^ 0x0072_756c_6573);
     let weights: Vec<u32> = RULE_MIX.iter().map(|&(_, w)| w).collect();
+    let scoped_weights: Vec<u32> = RULE_MIX
+        .iter()
+        .map(|&(k, w)| if SCOPED_KINDS.contains(&k) { w } else { 0 })
+        .collect();
     (0..n)
-        .map(|_| {
-            let kind = RULE_MIX[r.weighted(&weights)].0;
+        .map(|i| {
+            let w = if scoped && i >= 100 {
+                &scoped_weights
+            } else {
+                &weights
+            };
+            let kind = RULE_MIX[r.weighted(w)].0;
             (kind, rule(&mut r, &fleet, kind))
         })
         .collect()
