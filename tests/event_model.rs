@@ -615,3 +615,16 @@ fn put_events_unknown_member_is_invalid_event() {
         "$[2].specversion",
     );
 }
+
+#[test]
+fn data_keeps_key_order_and_number_digits() {
+    let text = r#"{"specversion":"1.0","id":"e1","source":"s","type":"t",
+        "data":{"z":1,"a":0.10000000000000001,"big":12345678901234567890,"e":3.0e2}}"#;
+    let v: Value = serde_json::from_str(text).unwrap();
+    let ev = parse_event(&v, "$[0]", INGEST, &EventLimits::default()).unwrap();
+    assert_eq!(
+        String::from_utf8(ev.data.clone()).unwrap(),
+        // serde_json writes the exponent with its sign; the digits are untouched.
+        r#"{"z":1,"a":0.10000000000000001,"big":12345678901234567890,"e":3.0e+2}"#
+    );
+}
