@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use super::Pattern;
 use std::cell::RefCell;
+use std::net::IpAddr;
 
 use super::eval::{Flat, Memo, Program, conj_matches};
 use super::matcher::{LeafVal, Lit, Matcher};
@@ -31,6 +32,8 @@ struct PathIndex {
     prefixes: FxHashMap<Box<str>, Vec<u32>>,
     /// Distinct prefix lengths in bytes, ascending.
     prefix_lens: Vec<usize>,
+    /// IP literals by address, so any spelling of the address finds them.
+    ips: FxHashMap<IpAddr, Vec<u32>>,
 }
 
 /// How an anchor condition's alternative is filed.
@@ -38,6 +41,7 @@ struct PathIndex {
 enum Key {
     Lit(Lit),
     Prefix(Box<str>),
+    Ip(IpAddr),
 }
 
 fn keys_of(options: &[Matcher]) -> Option<Vec<Key>> {
@@ -46,9 +50,21 @@ fn keys_of(options: &[Matcher]) -> Option<Vec<Key>> {
         .map(|m| match m {
             Matcher::Exact(l) => Some(Key::Lit(l.clone())),
             Matcher::Prefix(p) if !p.is_empty() => Some(Key::Prefix(p.clone())),
+            // IPv4 has one spelling Rust's parser accepts, so the literal's text (also in the
+            // list as an exact value) finds it; IPv6 has many ("::1", "0:0::1").
+            Matcher::Ip(IpAddr::V4(ip)) => Some(Key::Lit(Lit::Str(ip.to_string().into()))),
+            Matcher::Ip(ip) => Some(Key::Ip(*ip)),
             _ => None,
         })
         .collect()
+}
+
+/// A cheap pre-check before parsing a value as an IPv6 address (only IPv6 literals are in the
+/// `ips` table): a colon within the first five characters. Most strings at a path that also
+/// holds IP literals (`ins-…` instance ids next to Anti-DDoS addresses in `subject`) fail it.
+fn may_be_ipv6(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() <= 45 && b[..b.len().min(5)].contains(&b':')
 }
 
 /// A compiled, indexed set of patterns, each under a key of type `K` (a rule name, say).
@@ -172,6 +188,7 @@ impl<K> PatternSet<K> {
                         }
                         pi.prefixes.entry(p.clone()).or_default()
                     }
+                    Key::Ip(ip) => pi.ips.entry(*ip).or_default(),
                 };
                 if list.last() != Some(&(ci as u32)) {
                     list.push(ci as u32);
@@ -212,6 +229,15 @@ impl<K> PatternSet<K> {
         self.candidate_ids(&self.program.flatten(event)).len()
     }
 
+    /// The keys of the patterns owning [`PatternSet::candidates`] (once per alternative).
+    #[doc(hidden)]
+    pub fn candidate_keys(&self, event: &Value) -> Vec<&K> {
+        self.candidate_ids(&self.program.flatten(event))
+            .into_iter()
+            .map(|ci| &self.keys[self.program.conjs[ci as usize].owner as usize])
+            .collect()
+    }
+
     fn matching_owners(&self, flat: &Flat<'_>) -> Vec<u32> {
         let cands = self.candidate_ids(flat);
         let mut owners: Vec<u32> = Vec::new();
@@ -248,6 +274,13 @@ impl<K> PatternSet<K> {
             match val {
                 LeafVal::Str(s) => {
                     if let Some(l) = pi.strs.get(*s) {
+                        cands.extend_from_slice(l);
+                    }
+                    if !pi.ips.is_empty()
+                        && may_be_ipv6(s)
+                        && let Ok(ip) = s.parse::<IpAddr>()
+                        && let Some(l) = pi.ips.get(&ip)
+                    {
                         cands.extend_from_slice(l);
                     }
                     for &len in &pi.prefix_lens {
