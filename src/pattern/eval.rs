@@ -15,6 +15,8 @@
 //! and stores each distinct condition once, so a condition that many rules share (`source`)
 //! is evaluated once per event ([`Memo`]).
 
+use std::cell::RefCell;
+
 use rustc_hash::FxHashMap;
 use serde_json::Value;
 use smallvec::SmallVec;
@@ -83,6 +85,7 @@ pub(crate) struct Program {
     nodes: Vec<Node>,
     path_count: u32,
     pub(crate) conds: Vec<Cond>,
+    /// Condition → id while patterns are being added; emptied by [`Program::seal`].
     cond_ids: FxHashMap<Cond, u32>,
     pub(crate) conjs: Vec<Conj>,
 }
@@ -174,6 +177,11 @@ impl Program {
         }
     }
 
+    /// Ends building: the de-duplication table is not needed for matching.
+    pub(crate) fn seal(&mut self) {
+        self.cond_ids = FxHashMap::default();
+    }
+
     /// Number of distinct condition paths.
     pub(crate) fn path_count(&self) -> u32 {
         self.path_count
@@ -206,7 +214,8 @@ impl Program {
             self.walk(event, 0, &mut trail, &mut arrays, &mut flat);
         }
         let leaves = &mut flat.leaves;
-        // Counting sort by path id: O(leaves + paths), and `at` becomes two loads.
+        // Group by path id: counts give each path's start, so `at` is two loads. The leaves
+        // themselves are few; a (stable) sort orders them when the event's key order differs.
         let paths = self.path_count as usize;
         let mut starts = vec![0u32; paths + 1];
         for l in leaves.iter() {
@@ -268,16 +277,15 @@ impl Program {
 
 /// How one condition stands on an event, before array consistency is considered.
 #[derive(Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
 pub(crate) enum Standing {
     /// No acceptable leaf (and not allowed to be absent).
-    Fails = 1,
+    Fails,
     /// Holds whatever the other conditions choose (absent, or a leaf outside every array).
-    Holds = 2,
+    Holds,
     /// Holds only through leaves inside arrays: needs a joint choice.
-    Tied = 3,
+    Tied,
     /// May count as absent depending on earlier choices: needs the ordered search.
-    Ordered = 4,
+    Ordered,
 }
 
 /// The standing of one condition.
@@ -311,15 +319,26 @@ pub(crate) fn standing(c: &Cond, flat: &Flat<'_>) -> Standing {
 pub(crate) struct Memo {
     generation: u32,
     stamps: Vec<u32>,
-    standings: Vec<u8>,
+    standings: Vec<Standing>,
+}
+
+thread_local! {
+    static MEMO: RefCell<Memo> = RefCell::new(Memo::default());
 }
 
 impl Memo {
-    /// Starts a new event for a program with `conds` conditions.
-    pub(crate) fn reset(&mut self, conds: usize) {
+    /// Runs `f` with this thread's memo, reset for a new event of `program`.
+    pub(crate) fn with<R>(program: &Program, f: impl FnOnce(&mut Memo) -> R) -> R {
+        MEMO.with_borrow_mut(|memo| {
+            memo.reset(program.conds.len());
+            f(memo)
+        })
+    }
+
+    fn reset(&mut self, conds: usize) {
         if self.stamps.len() < conds {
             self.stamps.resize(conds, 0);
-            self.standings.resize(conds, 0);
+            self.standings.resize(conds, Standing::Fails);
         }
         self.generation = self.generation.wrapping_add(1);
         if self.generation == 0 {
@@ -330,19 +349,11 @@ impl Memo {
 
     fn get(&mut self, id: u32, compute: impl FnOnce() -> Standing) -> Standing {
         let i = id as usize;
-        if self.stamps[i] == self.generation {
-            // SAFETY-free decode: only `Standing as u8` values are ever stored.
-            return match self.standings[i] {
-                1 => Standing::Fails,
-                2 => Standing::Holds,
-                3 => Standing::Tied,
-                _ => Standing::Ordered,
-            };
+        if self.stamps[i] != self.generation {
+            self.standings[i] = compute();
+            self.stamps[i] = self.generation;
         }
-        let s = compute();
-        self.stamps[i] = self.generation;
-        self.standings[i] = s as u8;
-        s
+        self.standings[i]
     }
 }
 
@@ -380,30 +391,9 @@ pub(crate) fn conj_matches(
     if tied.len() <= 1 {
         return true;
     }
-    let mut chosen: SmallVec<[&[(u32, u32)]; 4]> = SmallVec::new();
-    choose(&tied, flat, &mut chosen)
-}
-
-/// Backtracking search for mutually consistent leaves, one per condition (no absence).
-fn choose<'f>(
-    conds: &[&Cond],
-    flat: &'f Flat<'_>,
-    chosen: &mut SmallVec<[&'f [(u32, u32)]; 4]>,
-) -> bool {
-    let Some((c, rest)) = conds.split_first() else {
-        return true;
-    };
-    for (_, val, t) in flat.at(c.path) {
-        let trail = flat.trail(*t);
-        if c.options.iter().any(|m| m.matches(val)) && chosen.iter().all(|t| consistent(t, trail)) {
-            chosen.push(trail);
-            if choose(rest, flat, chosen) {
-                return true;
-            }
-            chosen.pop();
-        }
-    }
-    false
+    // Tied conditions have a leaf to choose and none of them can count as absent (that is
+    // `Ordered`), so the ordered search reduces to finding mutually consistent leaves.
+    ordered_search(&tied, flat, &mut SmallVec::new())
 }
 
 /// The full search, in path order, with absence judged against the choices made so far.

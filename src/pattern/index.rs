@@ -14,8 +14,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::Value;
 
 use super::Pattern;
-use std::cell::RefCell;
-use std::net::IpAddr;
+use std::net::Ipv6Addr;
 
 use super::eval::{Flat, Memo, Program, conj_matches};
 use super::matcher::{LeafVal, Lit, Matcher};
@@ -32,8 +31,8 @@ struct PathIndex {
     prefixes: FxHashMap<Box<str>, Vec<u32>>,
     /// Distinct prefix lengths in bytes, ascending.
     prefix_lens: Vec<usize>,
-    /// IP literals by address, so any spelling of the address finds them.
-    ips: FxHashMap<IpAddr, Vec<u32>>,
+    /// IPv6 literals by address, so any spelling of the address finds them.
+    ips: FxHashMap<Ipv6Addr, Vec<u32>>,
 }
 
 /// How an anchor condition's alternative is filed.
@@ -41,7 +40,7 @@ struct PathIndex {
 enum Key {
     Lit(Lit),
     Prefix(Box<str>),
-    Ip(IpAddr),
+    Ip(Ipv6Addr),
 }
 
 fn keys_of(options: &[Matcher]) -> Option<Vec<Key>> {
@@ -50,9 +49,6 @@ fn keys_of(options: &[Matcher]) -> Option<Vec<Key>> {
         .map(|m| match m {
             Matcher::Exact(l) => Some(Key::Lit(l.clone())),
             Matcher::Prefix(p) if !p.is_empty() => Some(Key::Prefix(p.clone())),
-            // IPv4 has one spelling Rust's parser accepts, so the literal's text (also in the
-            // list as an exact value) finds it; IPv6 has many ("::1", "0:0::1").
-            Matcher::Ip(IpAddr::V4(ip)) => Some(Key::Lit(Lit::Str(ip.to_string().into()))),
             Matcher::Ip(ip) => Some(Key::Ip(*ip)),
             _ => None,
         })
@@ -61,7 +57,7 @@ fn keys_of(options: &[Matcher]) -> Option<Vec<Key>> {
 
 /// A cheap pre-check before parsing a value as an IPv6 address (only IPv6 literals are in the
 /// `ips` table): a colon within the first five characters. Most strings at a path that also
-/// holds IP literals (`ins-…` instance ids next to Anti-DDoS addresses in `subject`) fail it.
+/// holds IPv6 literals (`ins-…` instance ids next to Anti-DDoS addresses in `subject`) fail it.
 fn may_be_ipv6(s: &str) -> bool {
     let b = s.as_bytes();
     b.len() <= 45 && b[..b.len().min(5)].contains(&b':')
@@ -79,10 +75,6 @@ pub struct PatternSet<K> {
     by_presence: Vec<Vec<u32>>,
     /// Alternatives that need no value at all (only `exists: false`): tried on every event.
     unanchored: Vec<u32>,
-}
-
-thread_local! {
-    static MEMO: RefCell<Memo> = RefCell::new(Memo::default());
 }
 
 impl<K> Default for PatternSet<K> {
@@ -107,6 +99,7 @@ impl<K> PatternSet<K> {
             set.keys.push(key);
             set.program.add(owner, &pattern.alts);
         }
+        set.program.seal();
         set.build_index();
         set
     }
@@ -217,10 +210,11 @@ impl<K> PatternSet<K> {
     /// not a JSON object matches nothing.
     pub fn matching(&self, event: &Value) -> Vec<&K> {
         let flat = self.program.flatten(event);
-        let mut owners = self.matching_owners(&flat);
-        owners.sort_unstable();
-        owners.dedup();
-        owners.into_iter().map(|o| &self.keys[o as usize]).collect()
+        // Already ascending and distinct (see `matching_owners`).
+        self.matching_owners(&flat)
+            .into_iter()
+            .map(|o| &self.keys[o as usize])
+            .collect()
     }
 
     /// How many alternatives the index hands to full evaluation for this event (the rest
@@ -229,20 +223,12 @@ impl<K> PatternSet<K> {
         self.candidate_ids(&self.program.flatten(event)).len()
     }
 
-    /// The keys of the patterns owning [`PatternSet::candidates`] (once per alternative).
-    #[doc(hidden)]
-    pub fn candidate_keys(&self, event: &Value) -> Vec<&K> {
-        self.candidate_ids(&self.program.flatten(event))
-            .into_iter()
-            .map(|ci| &self.keys[self.program.conjs[ci as usize].owner as usize])
-            .collect()
-    }
-
+    /// Indexes of the matching patterns, ascending: candidates are sorted and a pattern's
+    /// alternatives have consecutive ids, so owners come out in order, each once.
     fn matching_owners(&self, flat: &Flat<'_>) -> Vec<u32> {
         let cands = self.candidate_ids(flat);
         let mut owners: Vec<u32> = Vec::new();
-        MEMO.with_borrow_mut(|memo| {
-            memo.reset(self.program.conds.len());
+        Memo::with(&self.program, |memo| {
             for ci in cands {
                 let conj = &self.program.conjs[ci as usize];
                 // A pattern's alternatives have consecutive ids and `cands` is sorted, so
@@ -278,7 +264,7 @@ impl<K> PatternSet<K> {
                     }
                     if !pi.ips.is_empty()
                         && may_be_ipv6(s)
-                        && let Ok(ip) = s.parse::<IpAddr>()
+                        && let Ok(ip) = s.parse::<Ipv6Addr>()
                         && let Some(l) = pi.ips.get(&ip)
                     {
                         cands.extend_from_slice(l);

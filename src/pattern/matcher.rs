@@ -4,7 +4,7 @@
 //! `null` is not `""`. Every matcher here looks at one leaf; how leaves are found and combined
 //! (paths, arrays, `exists: false`) is in [`super::eval`].
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use ipnet::IpNet;
 
@@ -111,8 +111,8 @@ pub(crate) enum Matcher {
     Exists,
     /// `cidr`: a string that parses as an IP address inside the network.
     Cidr(IpNet),
-    /// A string literal that is an IP address: any spelling of the same address.
-    Ip(IpAddr),
+    /// A string literal that is an IPv6 address: any spelling of the same address.
+    Ip(Ipv6Addr),
     /// Tencent `contain`: a string holding every one of these substrings.
     Contain(Box<[Box<str>]>),
     /// `anything-but`: a value none of the inner matchers accepts.
@@ -165,7 +165,7 @@ impl Matcher {
             Matcher::EqualsFold(p) => fold(s) == **p,
             Matcher::Wildcard(w) => w.matches(s),
             Matcher::Cidr(net) => s.parse::<IpAddr>().is_ok_and(|ip| net.contains(&ip)),
-            Matcher::Ip(want) => s.parse::<IpAddr>().is_ok_and(|ip| ip == *want),
+            Matcher::Ip(want) => s.parse::<Ipv6Addr>().is_ok_and(|ip| ip == *want),
             Matcher::Contain(parts) => parts.iter().all(|p| s.contains(&**p)),
             Matcher::Exact(_)
             | Matcher::Exists

@@ -69,6 +69,7 @@ impl Pattern {
         let alts = parse::compile(pattern)?;
         let mut program = Program::default();
         program.add(0, &alts);
+        program.seal();
         Ok(Pattern { alts, program })
     }
 
@@ -84,12 +85,12 @@ impl Pattern {
     /// Whether the event matches. An event that is not a JSON object matches nothing.
     pub fn matches(&self, event: &Value) -> bool {
         let flat = self.program.flatten(event);
-        let mut memo = eval::Memo::default();
-        memo.reset(self.program.conds.len());
-        self.program
-            .conjs
-            .iter()
-            .any(|c| eval::conj_matches(c, &self.program, &flat, &mut memo))
+        eval::Memo::with(&self.program, |memo| {
+            self.program
+                .conjs
+                .iter()
+                .any(|c| eval::conj_matches(c, &self.program, &flat, memo))
+        })
     }
 
     /// The reference evaluator behind the property tests: no path interning, no pruning,

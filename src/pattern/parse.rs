@@ -4,7 +4,7 @@
 //! `array` operator are the only sources of more than one. Each conjunction is a list of
 //! [`Cond`]s, one per field path, and each `Cond` holds the OR'ed alternatives for that field.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use serde_json::{Map, Value};
 
@@ -286,9 +286,11 @@ fn value_list(
                 return err(&ipath, "a value list cannot contain a list");
             }
             scalar => {
-                // A string that is an IP address also matches other spellings of the same
-                // address ("::1" and "0:0:0:0:0:0:0:1"), as in event-ruler.
-                if let Some(ip) = scalar.as_str().and_then(|s| s.parse::<IpAddr>().ok()) {
+                // A string that is an IPv6 address also matches other spellings of the same
+                // address ("::1" and "0:0:0:0:0:0:0:1"), as in event-ruler. IPv4 needs no
+                // extra matcher: the parser accepts only the canonical dotted quad, so the
+                // exact text is the only spelling.
+                if let Some(ip) = scalar.as_str().and_then(|s| s.parse::<Ipv6Addr>().ok()) {
                     options.push(Matcher::Ip(ip));
                 }
                 options.push(Matcher::Exact(literal(scalar, &ipath)?));
