@@ -160,9 +160,16 @@ impl Matcher {
         match self {
             Matcher::Prefix(p) => s.starts_with(&**p),
             Matcher::Suffix(p) => s.ends_with(&**p),
-            Matcher::PrefixFold(p) => fold(s).starts_with(&**p),
-            Matcher::SuffixFold(p) => fold(s).ends_with(&**p),
-            Matcher::EqualsFold(p) => fold(s) == **p,
+            // Compared character by character, without building the folded value.
+            Matcher::PrefixFold(p) => {
+                let mut folded = s.chars().map(fold_char);
+                p.chars().all(|c| folded.next() == Some(c))
+            }
+            Matcher::SuffixFold(p) => {
+                let mut folded = s.chars().rev().map(fold_char);
+                p.chars().rev().all(|c| folded.next() == Some(c))
+            }
+            Matcher::EqualsFold(p) => s.chars().map(fold_char).eq(p.chars()),
             Matcher::Wildcard(w) => w.matches(s),
             Matcher::Cidr(net) => s.parse::<IpAddr>().is_ok_and(|ip| net.contains(&ip)),
             Matcher::Ip(want) => s.parse::<Ipv6Addr>().is_ok_and(|ip| ip == *want),
@@ -179,15 +186,15 @@ impl Matcher {
 /// form when that is a single character, so folding never changes the character count
 /// ("straße" does not equal "STRASSE", "ÄbC" equals "äBC").
 pub(crate) fn fold(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        let mut lower = c.to_lowercase();
-        match (lower.next(), lower.next()) {
-            (Some(l), None) => out.push(l),
-            _ => out.push(c),
-        }
+    s.chars().map(fold_char).collect()
+}
+
+fn fold_char(c: char) -> char {
+    let mut lower = c.to_lowercase();
+    match (lower.next(), lower.next()) {
+        (Some(l), None) => l,
+        _ => c,
     }
-    out
 }
 
 /// A `wildcard` pattern: literal segments separated by `*` (any run of characters, possibly

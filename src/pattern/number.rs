@@ -17,7 +17,7 @@ use std::cmp::Ordering;
 pub(crate) struct Decimal {
     neg: bool,
     exp: i64,
-    digits: Box<[u8]>,
+    digits: Vec<u8>,
 }
 
 /// Exponents beyond this are clamped; no double comes near it and it keeps the arithmetic
@@ -86,14 +86,15 @@ impl Decimal {
             return Some(Decimal {
                 neg: false,
                 exp: 0,
-                digits: Box::new([]),
+                digits: Vec::new(),
             });
         }
-        let sig = digits[lead..digits.len() - trail].to_vec();
+        digits.truncate(digits.len() - trail);
+        digits.drain(..lead);
         Some(Decimal {
             neg,
             exp: int_len - lead as i64 + exp,
-            digits: sig.into_boxed_slice(),
+            digits,
         })
     }
 
