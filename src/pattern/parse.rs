@@ -128,10 +128,25 @@ fn product(
     Ok(out)
 }
 
-/// Field names that may not appear inside an `$or` alternative, where they would be
-/// ambiguous with operators.
+/// Every operator keyword (what [`operator`] accepts).
+const OPERATORS: &[&str] = &[
+    "prefix",
+    "suffix",
+    "anything-but",
+    "numeric",
+    "exists",
+    "equals-ignore-case",
+    "wildcard",
+    "cidr",
+    "exactly",
+    "contain",
+    "contains",
+    "array",
+];
+
+/// event-ruler's reserved future keywords. They and the [`OPERATORS`] may not be field names
+/// inside an `$or` alternative, where they would be ambiguous with operators.
 const RESERVED_IN_OR: &[&str] = &[
-    // event-ruler's reserved future keywords
     "regex",
     "not-wildcard",
     "not-equals-ignore-case",
@@ -142,19 +157,6 @@ const RESERVED_IN_OR: &[&str] = &[
     "in-date-range",
     "ip-address-in-range",
     "ip-address-not-in-range",
-    // operators
-    "exactly",
-    "equals-ignore-case",
-    "prefix",
-    "suffix",
-    "anything-but",
-    "numeric",
-    "exists",
-    "cidr",
-    "wildcard",
-    "contain",
-    "contains",
-    "array",
 ];
 
 fn object(
@@ -216,7 +218,7 @@ fn field(
     depth: usize,
     in_or: bool,
 ) -> Result<Vec<Conjunct>, PatternError> {
-    if in_or && RESERVED_IN_OR.contains(&key) {
+    if in_or && (OPERATORS.contains(&key) || RESERVED_IN_OR.contains(&key)) {
         return err(
             kpath,
             format!("{key:?} is an operator name and cannot be a field name inside $or"),
@@ -329,10 +331,6 @@ fn literal(v: &Value, jpath: &str) -> Result<Lit, PatternError> {
         }
     })
 }
-
-/// The operators, for error messages.
-const OPERATORS: &str = "prefix, suffix, anything-but, numeric, exists, equals-ignore-case, \
-                         wildcard, cidr, exactly, contain, array";
 
 fn single_key<'a>(
     op: &'a Map<String, Value>,
@@ -455,7 +453,10 @@ fn operator(
         other => {
             return err(
                 &apath,
-                format!("unknown operator {other:?} (known: {OPERATORS})"),
+                format!(
+                    "unknown operator {other:?} (known: {})",
+                    OPERATORS.join(", ")
+                ),
             );
         }
     };
@@ -676,4 +677,22 @@ fn anything_but(arg: &Value, jpath: &str) -> Result<Matcher, PatternError> {
         }
     };
     Ok(Matcher::AnythingBut(inner.into_boxed_slice()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn every_listed_operator_is_recognised() {
+        for op in OPERATORS {
+            // The argument is wrong for most of them; only "unknown operator" would be a bug.
+            if let Err(e) = compile(&json!({"a": [{*op: "x"}]})) {
+                assert!(!e.message.contains("unknown operator"), "{op}: {e}");
+            }
+        }
+        let e = compile(&json!({"a": [{"begins-with": "x"}]})).unwrap_err();
+        assert!(e.message.contains("unknown operator"), "{e}");
+    }
 }
