@@ -91,9 +91,7 @@ impl Event {
     /// again: `data` holds compact JSON as serde_json writes it, which is what `to_json` would
     /// emit for it, so its bytes count as they are (plus `,"data":`).
     pub fn json_len(&self) -> usize {
-        let attrs = serde_json::to_vec(&Value::Object(self.attributes_json()))
-            .map(|v| v.len())
-            .unwrap_or(0);
+        let attrs = compact_json_len(&Value::Object(self.attributes_json()));
         if self.data.is_empty() {
             attrs
         } else {
@@ -158,6 +156,24 @@ impl Default for EventLimits {
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
         }
     }
+}
+
+/// Length in bytes of `serde_json::to_vec(v)`, counted without building the text.
+pub fn compact_json_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    // Writing a Value to a sink that cannot fail cannot fail.
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
 }
 
 /// The only CloudEvents version accepted.

@@ -76,6 +76,17 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 }
 
 /// Start positions of the frames of a segment file.
+/// A segment file's base offset, from its name.
+fn segment_base(segment: &Path) -> u64 {
+    segment
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 fn frame_starts(bytes: &[u8]) -> Vec<usize> {
     let mut starts = Vec::new();
     let mut at = 0;
@@ -217,13 +228,7 @@ fn inspect_verify_names_a_flipped_byte_and_repair_makes_the_log_open_again() {
     let frame_at = starts[k];
     bytes[frame_at + 20] ^= 0x40;
     std::fs::write(victim, &bytes).unwrap();
-    let base: u64 = victim
-        .file_stem()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let base = segment_base(victim);
     let lost = base + k as u64;
 
     // Plain inspect trusts seals (documented), so only --verify reads the damaged frame.
@@ -338,14 +343,8 @@ fn inspect_reports_a_missing_segment_as_a_gap_and_repair_accepts_it() {
     let (_tmp, data, set) = data_dir();
     let files = segment_files(&set);
     let gone = &files[1];
-    let from: u64 = gone.file_stem().unwrap().to_str().unwrap().parse().unwrap();
-    let to: u64 = files[2]
-        .file_stem()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let from = segment_base(gone);
+    let to = segment_base(&files[2]);
     std::fs::remove_file(gone).unwrap();
     std::fs::remove_file(gone.with_extension("idx")).unwrap();
     let out = run(&["inspect", data.to_str().unwrap()]);

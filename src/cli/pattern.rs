@@ -76,8 +76,8 @@ pub fn check(
 ) -> anyhow::Result<()> {
     let mut out = BufWriter::new(output);
     let mut line = String::new();
-    // The last pattern compiled, by its text: batches usually repeat one pattern.
-    let mut cached: Option<(String, Result<Pattern, String>)> = None;
+    // The last pattern compiled, with the value it came from: batches usually repeat one.
+    let mut cached: Option<(Value, Result<Pattern, String>)> = None;
     loop {
         line.clear();
         if input.read_line(&mut line).context("reading stdin")? == 0 {
@@ -114,7 +114,7 @@ fn json_field(v: &Value, name: &str) -> Result<Value, String> {
 fn answer(
     line: &str,
     fixed: Option<&Pattern>,
-    cached: &mut Option<(String, Result<Pattern, String>)>,
+    cached: &mut Option<(Value, Result<Pattern, String>)>,
 ) -> Result<bool, String> {
     let input: Value =
         serde_json::from_str(line).map_err(|e| format!("the line is not JSON: {e}"))?;
@@ -126,11 +126,10 @@ fn answer(
             };
             let pattern = obj.remove("pattern").ok_or("missing field \"pattern\"")?;
             let event = obj.remove("event").ok_or("missing field \"event\"")?;
-            let key = pattern.to_string();
-            if cached.as_ref().is_none_or(|(k, _)| *k != key) {
+            if cached.as_ref().is_none_or(|(k, _)| *k != pattern) {
                 let compiled = json_field(&pattern, "pattern")
                     .and_then(|p| Pattern::parse(&p).map_err(|e| format!("pattern: {e}")));
-                *cached = Some((key, compiled));
+                *cached = Some((pattern, compiled));
             }
             let Some((_, compiled)) = cached.as_ref() else {
                 unreachable!("cache filled above")

@@ -8,6 +8,8 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use serde_json::{Map, Value};
 
+use crate::event::compact_json_len;
+
 use super::matcher::{Bound, Lit, Matcher, NumLit, Wildcard, fold};
 use super::number::Decimal;
 
@@ -59,7 +61,7 @@ pub(crate) fn compile(pattern: &Value) -> Result<Vec<Conjunct>, PatternError> {
     let Value::Object(obj) = pattern else {
         return err("$", "a pattern must be a JSON object");
     };
-    let size = serde_json::to_vec(pattern).map_or(usize::MAX, |v| v.len());
+    let size = compact_json_len(pattern);
     if size > MAX_PATTERN_BYTES {
         return err(
             "$",
