@@ -63,6 +63,10 @@ pub enum Error {
     #[error("event log is closed")]
     Closed,
 
+    /// A feature this build does not provide yet (e.g. a target type without an implementation).
+    #[error("not supported: {0}")]
+    Unsupported(String),
+
     /// A request the caller can fix, with a Tencent-style code (`InvalidParameterValue.Name`,
     /// `ResourceNotFound.EventSet`, `OperationDenied.ResourceImmutable`, ...) and, when one
     /// field is at fault, its JSON path (`$.name`, `$.entries[2].time`).
@@ -168,6 +172,7 @@ impl Error {
                 message: message.clone(),
             },
             Error::Closed => Error::Closed,
+            Error::Unsupported(m) => Error::Unsupported(m.clone()),
             Error::Rejected {
                 kind,
                 code,

@@ -79,10 +79,12 @@ pub mod catalog;
 pub mod cli;
 pub mod codec;
 pub mod config;
+pub mod delivery;
 pub mod error;
 pub mod event;
 pub mod pattern;
 pub mod store;
+pub mod targets;
 
 pub use codec::Record;
 pub use config::{PersistPolicy, RetentionPolicy};

@@ -1,0 +1,1 @@
+//! The `http` target (being written).
