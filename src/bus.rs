@@ -533,6 +533,22 @@ impl EventBus {
         Ok(self.set(set)?.log.read_from(offset))
     }
 
+    /// The offset the next event put into `set` will get (the end of its log).
+    pub fn next_offset(&self, set: &str) -> Result<u64> {
+        Ok(self.set(set)?.log.next_offset())
+    }
+
+    /// The first offset of `set` still stored (older events were removed by retention).
+    pub fn first_offset(&self, set: &str) -> Result<u64> {
+        Ok(self.set(set)?.log.first_offset())
+    }
+
+    /// The first offset of `set` whose ingest time is at or after `time_ms` (the end of the log
+    /// when there is none).
+    pub fn offset_at_time(&self, set: &str, time_ms: u64) -> Result<u64> {
+        self.set(set)?.log.offset_at_time(time_ms)
+    }
+
     /// The directory of an event set's log (`DATA/sets/NAME`).
     pub fn log_dir(&self, set: &str) -> PathBuf {
         self.config.data_dir.join("sets").join(set)

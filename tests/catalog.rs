@@ -1,10 +1,11 @@
 //! Catalog scenarios: validation codes and paths, the immutable `default` set, deletion order,
-//! limits, and reopening.
+//! limits, reopening, and the durable delivery state (cursors, retries, dead letters).
 
 use eventbus::catalog::{
-    Catalog, CatalogLimits, RetentionSpec, RulePatch, RuleSpec, SetKind, SetPatch,
+    BindingId, Catalog, CatalogLimits, DeadLetter, DeliveryUpdate, RetentionSpec, RetryEntry,
+    RulePatch, RuleSpec, SetKind, SetPatch,
 };
-use eventbus::{Error, RejectKind};
+use eventbus::{Error, Event, RejectKind};
 use serde_json::{Value, json};
 
 fn open(dir: &tempfile::TempDir) -> Catalog {
@@ -880,4 +881,560 @@ fn dedup_window_above_24_hours_is_rejected() {
         "InvalidParameterValue",
         "$.dedup_window_ms",
     );
+}
+
+// ----- validation: delivery settings ---------------------------------------------------------
+
+#[test]
+fn target_retry_max_attempts_must_be_at_least_one() {
+    assert_target_invalid(
+        patched(http_target("hook"), |b| {
+            b["retry"]["max_attempts"] = json!(0)
+        }),
+        "InvalidParameterValue.RetryPolicy",
+        "$.retry.max_attempts",
+    );
+    let (_dir, cat) = with_rule();
+    let body = patched(http_target("hook"), |b| {
+        b["retry"]["max_attempts"] = json!(1)
+    });
+    assert!(cat.create_target("orders", "r1", body).is_ok());
+}
+
+#[test]
+fn target_max_in_flight_must_be_1_to_1000() {
+    for n in [json!(0), json!(1001), json!(-1), json!(2.5), json!("8")] {
+        assert_target_invalid(
+            patched(http_target("hook"), |b| b["max_in_flight"] = n),
+            "InvalidParameterValue",
+            "$.max_in_flight",
+        );
+    }
+    let (_dir, cat) = with_rule();
+    for (name, n) in [("t1", 1), ("t2", 1000)] {
+        let body = patched(http_target(name), |b| b["max_in_flight"] = json!(n));
+        assert!(cat.create_target("orders", "r1", body).is_ok());
+    }
+    assert_eq!(eventbus::catalog::DEFAULT_MAX_IN_FLIGHT, 64);
+    assert_eq!(eventbus::catalog::MAX_IN_FLIGHT_LIMIT, 1000);
+}
+
+#[test]
+fn target_start_must_be_latest_earliest_or_a_time() {
+    for bad in [
+        json!("now"),
+        json!("Latest"),
+        json!(0),
+        json!(null),
+        json!({"time": -1}),
+        json!({"time": "1700000000000"}),
+        json!({"time": 1.5}),
+        json!({}),
+        json!({"time": 1, "offset": 2}),
+        json!({"offset": 2}),
+    ] {
+        assert_target_invalid(
+            patched(http_target("hook"), |b| b["start"] = bad),
+            "InvalidParameterValue",
+            "$.start",
+        );
+    }
+    let (_dir, cat) = with_rule();
+    for (name, start) in [
+        ("t1", json!("latest")),
+        ("t2", json!("earliest")),
+        ("t3", json!({"time": 1_700_000_000_000u64})),
+    ] {
+        let body = patched(http_target(name), |b| b["start"] = start);
+        assert!(cat.create_target("orders", "r1", body).is_ok());
+    }
+}
+
+#[test]
+fn target_binary_http_mode_refuses_batches() {
+    assert_target_invalid(
+        patched(http_target("hook"), |b| {
+            b["http"]["mode"] = json!("binary");
+            b["batch"]["max_events"] = json!(2);
+        }),
+        "InvalidParameterValue.BatchEventCount",
+        "$.batch.max_events",
+    );
+    let (_dir, cat) = with_rule();
+    let body = patched(http_target("hook"), |b| b["http"]["mode"] = json!("binary"));
+    cat.create_target("orders", "r1", body).unwrap();
+    // A patch that makes the stored body invalid is refused too.
+    assert_invalid(
+        cat.update_target("orders", "r1", "hook", json!({"batch": {"max_events": 10}})),
+        "InvalidParameterValue.BatchEventCount",
+        "$.batch.max_events",
+    );
+    // Batches are fine in structured mode.
+    let body = patched(http_target("batched"), |b| {
+        b["batch"]["max_events"] = json!(10)
+    });
+    cat.create_target("orders", "r1", body).unwrap();
+}
+
+#[test]
+fn target_http_settings_go_through_the_target_type_validation() {
+    let (_dir, cat) = with_rule();
+    let body = patched(http_target("hook"), |b| {
+        b["http"]["mode"] = json!("telepathy")
+    });
+    match cat.create_target("orders", "r1", body) {
+        Err(Error::Rejected { kind, path, .. }) => {
+            assert_eq!(kind, RejectKind::Invalid);
+            assert_eq!(path.as_deref(), Some("$.http.mode"));
+        }
+        other => panic!("a bad http.mode was accepted: {other:?}"),
+    }
+}
+
+// ----- delivery state ------------------------------------------------------------------------
+
+fn event(i: u64) -> Event {
+    let mut e = Event::new(format!("ev-{i}"), "shop", "order.created");
+    e.data = format!(r#"{{"n":{i}}}"#).into_bytes();
+    e
+}
+
+fn retry(offset: u64, attempts: u32) -> RetryEntry {
+    RetryEntry {
+        offset,
+        ingest_time_ms: offset.wrapping_add(1_000),
+        event: event(offset),
+        attempts,
+        next_attempt_ms: offset.wrapping_add(5_000),
+        first_failure_ms: 2_000,
+        last_error: format!("HTTP 503 after attempt {attempts}"),
+    }
+}
+
+fn dead(offset: u64) -> DeadLetter {
+    DeadLetter {
+        offset,
+        ingest_time_ms: offset.wrapping_add(1_000),
+        event: event(offset),
+        attempts: 10,
+        last_error: "HTTP 500".into(),
+        dead_lettered_ms: offset.wrapping_add(9_000),
+    }
+}
+
+/// A catalog with set `orders`, rule `r1` and http targets of the given names on it.
+fn with_targets(names: &[&str]) -> (tempfile::TempDir, Catalog) {
+    let (dir, cat) = with_rule();
+    for name in names {
+        cat.create_target("orders", "r1", http_target(name))
+            .unwrap();
+    }
+    (dir, cat)
+}
+
+fn binding(target: &str) -> BindingId {
+    BindingId::new("orders", "r1", target)
+}
+
+fn all_dead(cat: &Catalog, id: &BindingId) -> Vec<DeadLetter> {
+    cat.list_dead_letters(id, None, usize::MAX).unwrap()
+}
+
+#[test]
+fn apply_delivery_round_trip_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = binding("hook");
+    let other = binding("other");
+    {
+        let cat = open(&dir);
+        cat.create_set("orders", None, None, None).unwrap();
+        cat.create_rule("orders", rule("r1")).unwrap();
+        cat.create_target("orders", "r1", http_target("hook"))
+            .unwrap();
+        cat.create_target("orders", "r1", http_target("other"))
+            .unwrap();
+        assert_eq!(cat.load_delivery_state(&hook).unwrap(), (None, vec![]));
+
+        // Cycle 1: offsets 3, 1 and 2 fail, the cursor passes them; `other` advances too.
+        cat.apply_delivery(&[
+            (
+                hook.clone(),
+                DeliveryUpdate {
+                    cursor: Some(4),
+                    put_retries: vec![retry(3, 1), retry(1, 1), retry(2, 1)],
+                    ..DeliveryUpdate::default()
+                },
+            ),
+            (
+                other.clone(),
+                DeliveryUpdate {
+                    cursor: Some(9),
+                    ..DeliveryUpdate::default()
+                },
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            cat.load_delivery_state(&hook).unwrap(),
+            (Some(4), vec![retry(1, 1), retry(2, 1), retry(3, 1)])
+        );
+
+        // Cycle 2: 1 delivered, 2 failed again, 3 exhausted → dead letter.
+        cat.apply_delivery(&[(
+            hook.clone(),
+            DeliveryUpdate {
+                cursor: Some(6),
+                remove_retries: vec![1, 2, 3],
+                put_retries: vec![retry(2, 2)],
+                put_dead_letters: vec![dead(3)],
+            },
+        )])
+        .unwrap();
+        // Empty batches and empty updates are no-ops.
+        cat.apply_delivery(&[]).unwrap();
+        cat.apply_delivery(&[(hook.clone(), DeliveryUpdate::default())])
+            .unwrap();
+    }
+    let cat = open(&dir);
+    assert_eq!(
+        cat.load_delivery_state(&hook).unwrap(),
+        (Some(6), vec![retry(2, 2)])
+    );
+    assert_eq!(all_dead(&cat, &hook), vec![dead(3)]);
+    assert_eq!(cat.count_delivery_entries(&hook).unwrap(), (1, 1));
+    assert_eq!(cat.get_cursor("orders", "r1", "other").unwrap(), Some(9));
+    assert_eq!(cat.count_delivery_entries(&other).unwrap(), (0, 0));
+}
+
+#[test]
+fn apply_delivery_never_moves_a_cursor_back_but_put_cursor_does() {
+    let (_dir, cat) = with_targets(&["hook"]);
+    let id = binding("hook");
+    let advance = |to| {
+        let update = DeliveryUpdate {
+            cursor: Some(to),
+            ..DeliveryUpdate::default()
+        };
+        cat.apply_delivery(&[(id.clone(), update)]).unwrap();
+    };
+    advance(10);
+    advance(7);
+    assert_eq!(cat.get_cursor("orders", "r1", "hook").unwrap(), Some(10));
+    // Within one batch too: the later, lower cursor loses.
+    let update = |to| DeliveryUpdate {
+        cursor: Some(to),
+        ..DeliveryUpdate::default()
+    };
+    cat.apply_delivery(&[(id.clone(), update(15)), (id.clone(), update(12))])
+        .unwrap();
+    assert_eq!(cat.get_cursor("orders", "r1", "hook").unwrap(), Some(15));
+    // An explicit seek moves it back; the engine then advances from there.
+    cat.put_cursor("orders", "r1", "hook", 2).unwrap();
+    assert_eq!(cat.get_cursor("orders", "r1", "hook").unwrap(), Some(2));
+    advance(3);
+    assert_eq!(cat.get_cursor("orders", "r1", "hook").unwrap(), Some(3));
+}
+
+#[test]
+fn apply_delivery_skips_a_deleted_target_and_resurrects_nothing() {
+    let (_dir, cat) = with_targets(&["hook", "live"]);
+    cat.delete_target("orders", "r1", "hook").unwrap();
+    let full = DeliveryUpdate {
+        cursor: Some(5),
+        put_retries: vec![retry(1, 1)],
+        remove_retries: vec![],
+        put_dead_letters: vec![dead(2)],
+    };
+    cat.apply_delivery(&[(binding("hook"), full.clone()), (binding("live"), full)])
+        .unwrap();
+    // The live binding of the same batch got its update.
+    assert_eq!(
+        cat.load_delivery_state(&binding("live")).unwrap(),
+        (Some(5), vec![retry(1, 1)])
+    );
+    // Nothing of the deleted one reappears when a target of that name is created again.
+    assert_rejected(
+        cat.load_delivery_state(&binding("hook")),
+        RejectKind::NotFound,
+        "ResourceNotFound.Target",
+        None,
+    );
+    cat.create_target("orders", "r1", http_target("hook"))
+        .unwrap();
+    assert_eq!(
+        cat.load_delivery_state(&binding("hook")).unwrap(),
+        (None, vec![])
+    );
+    assert_eq!(
+        cat.count_delivery_entries(&binding("hook")).unwrap(),
+        (0, 0)
+    );
+    // A binding on a missing rule or set is skipped as well.
+    cat.apply_delivery(&[(
+        BindingId::new("nope", "r1", "hook"),
+        DeliveryUpdate {
+            cursor: Some(1),
+            ..DeliveryUpdate::default()
+        },
+    )])
+    .unwrap();
+}
+
+#[test]
+fn delete_target_removes_retries_and_dead_letters_and_recreate_starts_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = binding("hook");
+    {
+        let cat = open(&dir);
+        cat.create_set("orders", None, None, None).unwrap();
+        cat.create_rule("orders", rule("r1")).unwrap();
+        cat.create_target("orders", "r1", http_target("hook"))
+            .unwrap();
+        cat.apply_delivery(&[(
+            id.clone(),
+            DeliveryUpdate {
+                cursor: Some(100),
+                put_retries: (0..50).map(|o| retry(o, 1)).collect(),
+                put_dead_letters: (50..80).map(dead).collect(),
+                ..DeliveryUpdate::default()
+            },
+        )])
+        .unwrap();
+        assert_eq!(cat.count_delivery_entries(&id).unwrap(), (50, 30));
+        cat.delete_target("orders", "r1", "hook").unwrap();
+        assert_rejected(
+            cat.count_delivery_entries(&id),
+            RejectKind::NotFound,
+            "ResourceNotFound.Target",
+            None,
+        );
+    }
+    // Gone durably, and a new target of the same name starts without any of it.
+    let cat = open(&dir);
+    cat.create_target("orders", "r1", http_target("hook"))
+        .unwrap();
+    assert_eq!(cat.load_delivery_state(&id).unwrap(), (None, vec![]));
+    assert_eq!(cat.count_delivery_entries(&id).unwrap(), (0, 0));
+    assert!(all_dead(&cat, &id).is_empty());
+    // With its children gone, the rule and set delete.
+    cat.delete_target("orders", "r1", "hook").unwrap();
+    cat.delete_rule("orders", "r1").unwrap();
+    cat.delete_set("orders").unwrap();
+}
+
+#[test]
+fn targets_with_prefix_names_keep_separate_delivery_state() {
+    let (_dir, cat) = with_targets(&["ab", "abc"]);
+    let (ab, abc) = (binding("ab"), binding("abc"));
+    cat.apply_delivery(&[
+        (
+            ab.clone(),
+            DeliveryUpdate {
+                cursor: Some(1),
+                put_retries: vec![retry(1, 1)],
+                put_dead_letters: vec![dead(2)],
+                ..DeliveryUpdate::default()
+            },
+        ),
+        (
+            abc.clone(),
+            DeliveryUpdate {
+                cursor: Some(2),
+                put_retries: vec![retry(7, 3)],
+                put_dead_letters: vec![dead(8), dead(9)],
+                ..DeliveryUpdate::default()
+            },
+        ),
+    ])
+    .unwrap();
+    assert_eq!(
+        cat.load_delivery_state(&ab).unwrap(),
+        (Some(1), vec![retry(1, 1)])
+    );
+    assert_eq!(all_dead(&cat, &ab), vec![dead(2)]);
+    assert_eq!(cat.count_delivery_entries(&abc).unwrap(), (1, 2));
+    // Redriving or deleting `ab` leaves `abc` alone.
+    assert_eq!(cat.redrive_dead_letters(&ab, None, 50).unwrap().len(), 1);
+    assert_eq!(all_dead(&cat, &abc), vec![dead(8), dead(9)]);
+    cat.delete_target("orders", "r1", "ab").unwrap();
+    assert_eq!(
+        cat.load_delivery_state(&abc).unwrap(),
+        (Some(2), vec![retry(7, 3)])
+    );
+    assert_eq!(cat.count_delivery_entries(&abc).unwrap(), (1, 2));
+}
+
+#[test]
+fn list_dead_letters_pages_in_offset_order() {
+    let (_dir, cat) = with_targets(&["hook"]);
+    let id = binding("hook");
+    let offsets = [40, 3, 17, 0, 5, u64::MAX];
+    cat.apply_delivery(&[(
+        id.clone(),
+        DeliveryUpdate {
+            put_dead_letters: offsets.iter().map(|&o| dead(o)).collect(),
+            ..DeliveryUpdate::default()
+        },
+    )])
+    .unwrap();
+    let page = |after, limit| -> Vec<u64> {
+        cat.list_dead_letters(&id, after, limit)
+            .unwrap()
+            .iter()
+            .map(|d| d.offset)
+            .collect()
+    };
+    assert_eq!(page(None, 2), [0, 3]);
+    assert_eq!(page(Some(3), 2), [5, 17]);
+    assert_eq!(page(Some(17), 2), [40, u64::MAX]);
+    assert_eq!(page(Some(4), 1), [5], "after need not be a stored offset");
+    assert_eq!(page(Some(u64::MAX), 10), Vec::<u64>::new());
+    assert_eq!(page(None, 0), Vec::<u64>::new());
+    assert_eq!(page(None, 100).len(), 6);
+    // Whole values come back.
+    assert_eq!(
+        cat.list_dead_letters(&id, Some(16), 1).unwrap(),
+        vec![dead(17)]
+    );
+    let nf = |r: eventbus::Result<Vec<DeadLetter>>, code| {
+        assert_rejected(r, RejectKind::NotFound, code, None)
+    };
+    nf(
+        cat.list_dead_letters(&binding("nope"), None, 10),
+        "ResourceNotFound.Target",
+    );
+    nf(
+        cat.list_dead_letters(&BindingId::new("orders", "r9", "hook"), None, 10),
+        "ResourceNotFound.Rule",
+    );
+    nf(
+        cat.list_dead_letters(&BindingId::new("nope", "r1", "hook"), None, 10),
+        "ResourceNotFound.EventSet",
+    );
+}
+
+#[test]
+fn redrive_moves_dead_letters_to_retries_with_a_fresh_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = binding("hook");
+    {
+        let cat = open(&dir);
+        cat.create_set("orders", None, None, None).unwrap();
+        cat.create_rule("orders", rule("r1")).unwrap();
+        cat.create_target("orders", "r1", http_target("hook"))
+            .unwrap();
+        cat.apply_delivery(&[(
+            id.clone(),
+            DeliveryUpdate {
+                cursor: Some(10),
+                put_retries: vec![retry(9, 2)],
+                put_dead_letters: vec![dead(1), dead(4), dead(6)],
+                ..DeliveryUpdate::default()
+            },
+        )])
+        .unwrap();
+        // Chosen offsets; unknown ones and duplicates are ignored.
+        let moved = cat
+            .redrive_dead_letters(&id, Some(&[6, 4, 8, 4]), 77_000)
+            .unwrap();
+        let expect = |d: DeadLetter| RetryEntry {
+            offset: d.offset,
+            ingest_time_ms: d.ingest_time_ms,
+            event: d.event,
+            attempts: 0,
+            next_attempt_ms: 77_000,
+            first_failure_ms: 77_000,
+            last_error: d.last_error,
+        };
+        assert_eq!(moved, vec![expect(dead(4)), expect(dead(6))]);
+        assert_eq!(all_dead(&cat, &id), vec![dead(1)]);
+        assert_eq!(
+            cat.load_delivery_state(&id).unwrap(),
+            (
+                Some(10),
+                vec![expect(dead(4)), expect(dead(6)), retry(9, 2)]
+            )
+        );
+        assert!(
+            cat.redrive_dead_letters(&id, Some(&[]), 1)
+                .unwrap()
+                .is_empty()
+        );
+    }
+    // Durable; `None` redrives the rest.
+    let cat = open(&dir);
+    assert_eq!(cat.count_delivery_entries(&id).unwrap(), (3, 1));
+    let moved = cat.redrive_dead_letters(&id, None, 88_000).unwrap();
+    assert_eq!(moved.len(), 1);
+    assert_eq!((moved[0].offset, moved[0].attempts), (1, 0));
+    assert_eq!(moved[0].next_attempt_ms, 88_000);
+    assert_eq!(moved[0].last_error, "HTTP 500");
+    assert_eq!(cat.count_delivery_entries(&id).unwrap(), (4, 0));
+    assert!(cat.redrive_dead_letters(&id, None, 1).unwrap().is_empty());
+    assert_rejected(
+        cat.redrive_dead_letters(&binding("nope"), None, 1),
+        RejectKind::NotFound,
+        "ResourceNotFound.Target",
+        None,
+    );
+}
+
+#[test]
+fn subscribe_sees_configuration_changes_but_not_delivery_writes() {
+    let (_dir, cat) = fresh();
+    let mut rx = cat.subscribe();
+    assert!(!rx.has_changed().unwrap());
+    let mut expect_change = |what: &str, changed: bool| {
+        assert_eq!(rx.has_changed().unwrap(), changed, "after {what}");
+        rx.borrow_and_update();
+    };
+    cat.create_set("orders", None, None, None).unwrap();
+    expect_change("create_set", true);
+    cat.create_rule("orders", rule("r1")).unwrap();
+    expect_change("create_rule", true);
+    cat.create_target("orders", "r1", http_target("hook"))
+        .unwrap();
+    expect_change("create_target", true);
+    cat.update_rule(
+        "orders",
+        "r1",
+        RulePatch {
+            enabled: Some(false),
+            ..RulePatch::default()
+        },
+    )
+    .unwrap();
+    expect_change("update_rule", true);
+    cat.update_target("orders", "r1", "hook", json!({"ordered": true}))
+        .unwrap();
+    expect_change("update_target", true);
+    cat.put_cursor("orders", "r1", "hook", 3).unwrap();
+    expect_change("put_cursor", true);
+    cat.apply_delivery(&[(
+        binding("hook"),
+        DeliveryUpdate {
+            cursor: Some(9),
+            put_dead_letters: vec![dead(4)],
+            ..DeliveryUpdate::default()
+        },
+    )])
+    .unwrap();
+    expect_change("apply_delivery", false);
+    // A refused mutation changes nothing.
+    assert!(cat.create_rule("orders", rule("r1")).is_err());
+    expect_change("a refused create_rule", false);
+    cat.redrive_dead_letters(&binding("hook"), None, 1).unwrap();
+    expect_change("redrive_dead_letters", true);
+    cat.delete_target("orders", "r1", "hook").unwrap();
+    expect_change("delete_target", true);
+    cat.delete_rule("orders", "r1").unwrap();
+    expect_change("delete_rule", true);
+    cat.update_set("orders", SetPatch::default()).unwrap();
+    expect_change("update_set", true);
+    cat.delete_set("orders").unwrap();
+    expect_change("delete_set", true);
+    // Each change bumps the generation by one.
+    let before = *cat.subscribe().borrow();
+    cat.create_set("again", None, None, None).unwrap();
+    assert_eq!(*cat.subscribe().borrow(), before + 1);
 }

@@ -12,8 +12,13 @@
 //! | `rules`   | `set 0x00 rule`                      | `codec(RuleMeta)`             |
 //! | `targets` | `set 0x00 rule 0x00 target`          | `codec(TargetMeta)`           |
 //! | `cursors` | `set 0x00 rule 0x00 target`          | offset as `u64` big-endian    |
+//! | `retries` | `set 0x00 rule 0x00 target 0x00 offset` | `codec(RetryEntry)`        |
+//! | `dead_letters` | `set 0x00 rule 0x00 target 0x00 offset` | `codec(DeadLetter)`   |
 //!
 //! Integers in keys and cursor values are big-endian so that byte order equals numeric order.
+//! The delivery-state trees (`retries`, `dead_letters`) key one entry per event offset under the
+//! binding's key plus a separator, so one binding's entries are one contiguous range in offset
+//! order, and the trailing separator keeps target `ab` from matching target `abc`.
 
 /// Separates the name components of a key.
 pub const SEP: u8 = 0;
@@ -45,6 +50,38 @@ pub fn targets_prefix(set: &str, rule: &str) -> Vec<u8> {
     let mut k = rule_key(set, rule);
     k.push(SEP);
     k
+}
+
+/// Prefix of every `retries`/`dead_letters` key of one binding: its target key and the
+/// separator.
+pub fn binding_entries_prefix(set: &str, rule: &str, target: &str) -> Vec<u8> {
+    let mut k = target_key(set, rule, target);
+    k.push(SEP);
+    k
+}
+
+/// Key of the entry for event `offset` of a binding in `retries` or `dead_letters`.
+pub fn binding_entry_key(set: &str, rule: &str, target: &str, offset: u64) -> Vec<u8> {
+    entry_key_under(&binding_entries_prefix(set, rule, target), offset)
+}
+
+/// Key of the entry for event `offset` under a prefix from [`binding_entries_prefix`]; lets a
+/// caller that writes many entries of one binding build the prefix once.
+pub fn entry_key_under(prefix: &[u8], offset: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + 8);
+    k.extend_from_slice(prefix);
+    k.extend_from_slice(&offset.to_be_bytes());
+    k
+}
+
+/// The event offset at the end of a `retries`/`dead_letters` key; `None` unless the key ends in
+/// a separator and 8 offset bytes after a non-empty binding key.
+pub fn decode_entry_offset(key: &[u8]) -> Option<u64> {
+    let split = key.len().checked_sub(9)?;
+    if split == 0 || key[split] != SEP {
+        return None;
+    }
+    decode_offset(&key[split + 1..])
 }
 
 /// A cursor value: the offset, big-endian.
@@ -109,6 +146,53 @@ mod tests {
                 rule_key("a-b", "x"),
             ]
         );
+    }
+
+    #[test]
+    fn binding_entry_keys_append_separator_and_big_endian_offset() {
+        assert_eq!(binding_entries_prefix("s", "r", "t"), b"s\0r\0t\0".to_vec());
+        assert_eq!(
+            binding_entry_key("s", "r", "t", 258),
+            b"s\0r\0t\0\0\0\0\0\0\0\x01\x02".to_vec()
+        );
+        let prefix = binding_entries_prefix("s", "r", "t");
+        assert_eq!(
+            entry_key_under(&prefix, 7),
+            binding_entry_key("s", "r", "t", 7)
+        );
+        // Offset order is byte order, within one binding.
+        assert!(binding_entry_key("s", "r", "t", 255) < binding_entry_key("s", "r", "t", 256));
+        assert!(binding_entry_key("s", "r", "t", u64::MAX) < binding_entry_key("s", "r", "u", 0));
+    }
+
+    #[test]
+    fn binding_entries_prefix_does_not_match_longer_target_names() {
+        let abc = binding_entry_key("s", "r", "abc", 0);
+        assert!(!abc.starts_with(&binding_entries_prefix("s", "r", "ab")));
+        assert!(abc.starts_with(&binding_entries_prefix("s", "r", "abc")));
+        // Nor does the cursor/target key of the binding fall inside its entry range.
+        assert!(!target_key("s", "r", "ab").starts_with(&binding_entries_prefix("s", "r", "ab")));
+    }
+
+    #[test]
+    fn entry_offset_is_decoded_from_the_key_tail() {
+        for offset in [0, 1, 255, 1 << 40, u64::MAX] {
+            assert_eq!(
+                decode_entry_offset(&binding_entry_key("set", "rule", "t", offset)),
+                Some(offset)
+            );
+        }
+        assert_eq!(decode_entry_offset(b""), None);
+        assert_eq!(
+            decode_entry_offset(&target_key("set", "rule", "target")),
+            None
+        );
+        // Nine bytes is a separator and an offset without any binding key.
+        assert_eq!(decode_entry_offset(&[0; 9]), None);
+        let mut no_sep = binding_entry_key("s", "r", "t", 5);
+        let at = no_sep.len() - 9;
+        no_sep[at] = b'x';
+        assert_eq!(decode_entry_offset(&no_sep), None);
     }
 
     #[test]

@@ -1,21 +1,32 @@
-//! The catalog: event sets, rules, targets and per-binding cursors, stored in sled.
+//! The catalog: event sets, rules, targets and the durable delivery state of every binding
+//! (rule × target): its cursor, its pending retries and its dead letters, stored in sled.
 //!
-//! Four trees (layout in [`keys`]): `sets`, `rules`, `targets`, `cursors`. Values are
-//! [`codec::encode`]d metadata structs; JSON values (patterns, transformations, target bodies)
-//! are stored as JSON text because bincode cannot store a `serde_json::Value`.
+//! Six trees (layout in [`keys`]): `sets`, `rules`, `targets`, `cursors`, `retries`,
+//! `dead_letters`. Values are [`codec::encode`]d structs; JSON values (patterns,
+//! transformations, target bodies) are stored as JSON text because bincode cannot store a
+//! `serde_json::Value`. The delivery state API is in [`delivery`] (`apply_delivery`,
+//! `load_delivery_state`, dead letters, `subscribe`).
 //!
 //! ## Concurrency
 //! Reads are lock-free (sled). Every mutation takes one catalog-wide mutex, so the
 //! check-then-write of a create, update or delete (exists? parent exists? under the limit? has
 //! children?) cannot race with another mutation. Catalog writes are rare, so one lock is cheap.
+//! The delivery engine's group-committed state writes (`apply_delivery`) take the same mutex:
+//! this is what lets `delete_target` collect a binding's retry and dead-letter keys by a scan
+//! before its transaction (sled transactions cannot scan) and know no entry appears meanwhile.
+//!
+//! Every successful change of sets, rules, targets or a cursor (and a dead-letter redrive)
+//! bumps a generation counter that [`Catalog::subscribe`] watches, so the delivery engine can
+//! reconcile its running bindings; the engine's own `apply_delivery` writes do not bump it.
 //!
 //! ## Durability and crashes
 //! sled is opened with its periodic flusher off; every mutation is applied and then
 //! `Db::flush()`ed (which fsyncs sled's log) before it returns `Ok`. Hence:
 //! - Nothing acknowledged is rolled back by a crash or a power loss.
 //! - A mutation in progress when the crash hit (or whose flush failed and returned an error)
-//!   may or may not be applied after restart, but never partly: a mutation that touches two
-//!   trees (deleting a target and its cursor, creating a target and clearing a stale cursor)
+//!   may or may not be applied after restart, but never partly: a mutation that touches
+//!   several trees (deleting a target with its cursor, retries and dead letters; creating a
+//!   target and clearing stale delivery state; one `apply_delivery` batch over many bindings)
 //!   is one sled transaction, and sled recovers a prefix of its log, all or nothing per batch.
 //!
 //! This is safe because the caller never saw success for such a mutation, and each possible
@@ -30,7 +41,10 @@
 //! `ResourceInUse.*` family (as Tencent EventBridge does), the same codes that deletion-order
 //! conflicts use; the message tells them apart.
 
+mod delivery;
 pub mod keys;
+
+pub use delivery::*;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -39,7 +53,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::Value;
 use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::transaction::{ConflictableTransactionResult, TransactionError, TransactionalTree};
 
 use crate::codec;
 use crate::config::RetentionPolicy;
@@ -74,6 +88,14 @@ pub const MAX_BATCH_WAIT_MS: u64 = 60_000;
 pub const DEFAULT_INITIAL_BACKOFF_MS: u64 = 1_000;
 /// `retry.max_backoff_ms` when a body leaves it out.
 pub const DEFAULT_MAX_BACKOFF_MS: u64 = 300_000;
+/// `retry.max_attempts` when a body leaves it out. It counts every attempt, the first included.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
+/// `retry.max_age_seconds` when a body leaves it out: one day.
+pub const DEFAULT_MAX_AGE_SECONDS: u64 = 86_400;
+/// `max_in_flight` (deliveries of one binding running at once) when a body leaves it out.
+pub const DEFAULT_MAX_IN_FLIGHT: u64 = 64;
+/// Largest `max_in_flight`.
+pub const MAX_IN_FLIGHT_LIMIT: u64 = 1000;
 
 /// The Tencent-style error codes the catalog returns.
 pub mod codes {
@@ -294,7 +316,7 @@ pub struct RulePatch {
     pub transform: Option<Value>,
 }
 
-/// The catalog of event sets, rules, targets and cursors.
+/// The catalog of event sets, rules, targets and the delivery state of their bindings.
 pub struct Catalog {
     path: PathBuf,
     db: sled::Db,
@@ -302,9 +324,16 @@ pub struct Catalog {
     rules: sled::Tree,
     targets: sled::Tree,
     cursors: sled::Tree,
+    /// Pending retries: binding key ‖ 0x00 ‖ offset → [`RetryEntry`].
+    retries: sled::Tree,
+    /// Dead letters: binding key ‖ 0x00 ‖ offset → [`DeadLetter`].
+    dead_letters: sled::Tree,
     limits: CatalogLimits,
     /// Serializes mutations (see the module docs).
     write_lock: Mutex<()>,
+    /// Generation of the configuration, bumped after every change the delivery engine must
+    /// reconcile (see [`Catalog::subscribe`]).
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -331,9 +360,12 @@ impl Catalog {
             rules: tree("rules")?,
             targets: tree("targets")?,
             cursors: tree("cursors")?,
+            retries: tree("retries")?,
+            dead_letters: tree("dead_letters")?,
             db,
             limits,
             write_lock: Mutex::new(()),
+            changes: tokio::sync::watch::Sender::new(0),
         };
         catalog.ensure_default_set()?;
         Ok(catalog)
@@ -415,7 +447,7 @@ impl Catalog {
             updated_ms: now,
         };
         self.insert(&self.sets, keys::set_key(name), &meta)?;
-        self.flush()?;
+        self.finish_mutation()?;
         Ok(meta)
     }
 
@@ -466,7 +498,7 @@ impl Catalog {
         }
         meta.updated_ms = now_ms().max(meta.created_ms);
         self.insert(&self.sets, keys::set_key(name), &meta)?;
-        self.flush()?;
+        self.finish_mutation()?;
         Ok(meta)
     }
 
@@ -484,7 +516,7 @@ impl Catalog {
         self.sets
             .remove(keys::set_key(name))
             .map_err(|e| self.err("delete event set", e))?;
-        self.flush()
+        self.finish_mutation()
     }
 
     // ----- rules ------------------------------------------------------------------------------
@@ -527,7 +559,7 @@ impl Catalog {
             updated_ms: now,
         };
         self.insert(&self.rules, key, &meta)?;
-        self.flush()?;
+        self.finish_mutation()?;
         Ok(meta)
     }
 
@@ -582,7 +614,7 @@ impl Catalog {
         }
         meta.updated_ms = now_ms().max(meta.created_ms);
         self.insert(&self.rules, keys::rule_key(set, rule), &meta)?;
-        self.flush()?;
+        self.finish_mutation()?;
         Ok(meta)
     }
 
@@ -599,7 +631,7 @@ impl Catalog {
         self.rules
             .remove(keys::rule_key(set, rule))
             .map_err(|e| self.err("delete rule", e))?;
-        self.flush()
+        self.finish_mutation()
     }
 
     // ----- targets ----------------------------------------------------------------------------
@@ -639,13 +671,24 @@ impl Catalog {
             updated_ms: now,
         };
         let value = codec::encode(&meta)?;
-        // A new binding starts without a cursor, even if a crash once left one behind.
-        self.transaction2(&self.targets, &self.cursors, "create target", |t, c| {
-            t.insert(key.as_slice(), value.as_slice())?;
-            c.remove(key.as_slice())?;
-            Ok(())
-        })?;
-        self.flush()?;
+        // A new binding starts without a cursor, retries or dead letters, even if a crash (or a
+        // delivery write racing an earlier delete) once left some behind under this key.
+        let (retry_keys, dead_keys) = self.binding_entry_keys(&key)?;
+        self.transaction4(
+            &self.targets,
+            &self.cursors,
+            &self.retries,
+            &self.dead_letters,
+            "create target",
+            |t, c, r, d| {
+                t.insert(key.as_slice(), value.as_slice())?;
+                c.remove(key.as_slice())?;
+                remove_all(r, &retry_keys)?;
+                remove_all(d, &dead_keys)?;
+                Ok(())
+            },
+        )?;
+        self.finish_mutation()?;
         Ok(meta)
     }
 
@@ -708,21 +751,34 @@ impl Catalog {
         meta.target_type = target_type;
         meta.updated_ms = now_ms().max(meta.created_ms);
         self.insert(&self.targets, keys::target_key(set, rule, target), &meta)?;
-        self.flush()?;
+        self.finish_mutation()?;
         Ok(meta)
     }
 
-    /// Deletes a target and its cursor (one transaction).
+    /// Deletes a target with its whole delivery state: cursor, retries and dead letters, in one
+    /// transaction, so a crash never leaves state without its target.
     pub fn delete_target(&self, set: &str, rule: &str, target: &str) -> Result<()> {
         let _guard = self.lock();
         self.get_target(set, rule, target)?;
         let key = keys::target_key(set, rule, target);
-        self.transaction2(&self.targets, &self.cursors, "delete target", |t, c| {
-            t.remove(key.as_slice())?;
-            c.remove(key.as_slice())?;
-            Ok(())
-        })?;
-        self.flush()
+        // Collected under the write lock, which every writer of these trees holds, so the
+        // transaction below removes exactly the binding's entries.
+        let (retry_keys, dead_keys) = self.binding_entry_keys(&key)?;
+        self.transaction4(
+            &self.targets,
+            &self.cursors,
+            &self.retries,
+            &self.dead_letters,
+            "delete target",
+            |t, c, r, d| {
+                t.remove(key.as_slice())?;
+                c.remove(key.as_slice())?;
+                remove_all(r, &retry_keys)?;
+                remove_all(d, &dead_keys)?;
+                Ok(())
+            },
+        )?;
+        self.finish_mutation()
     }
 
     // ----- cursors ----------------------------------------------------------------------------
@@ -739,7 +795,8 @@ impl Catalog {
         }
     }
 
-    /// Durably sets the cursor of a binding.
+    /// Durably sets the cursor of a binding, backwards too (an explicit seek; the delivery
+    /// engine's own progress goes through `apply_delivery`, which never moves it back).
     pub fn put_cursor(&self, set: &str, rule: &str, target: &str, offset: u64) -> Result<()> {
         let _guard = self.lock();
         self.get_target(set, rule, target)?;
@@ -749,7 +806,7 @@ impl Catalog {
                 &keys::encode_offset(offset)[..],
             )
             .map_err(|e| self.err("put cursor", e))?;
-        self.flush()
+        self.finish_mutation()
     }
 
     // ----- helpers ----------------------------------------------------------------------------
@@ -770,6 +827,30 @@ impl Catalog {
             .flush()
             .map(drop)
             .map_err(|e| self.err("flush catalog", e))
+    }
+
+    /// Ends a configuration change (not the delivery engine's own writes): flushes, then bumps
+    /// the generation [`Catalog::subscribe`] watches. The bump happens even when the flush
+    /// fails, because readers already see the change in sled's memory and the engine must
+    /// reconcile with what readers see.
+    fn finish_mutation(&self) -> Result<()> {
+        let flushed = self.flush();
+        self.changes.send_modify(|g| *g = g.wrapping_add(1));
+        flushed
+    }
+
+    /// The keys of one binding's entries in `retries` and in `dead_letters`. Only meaningful
+    /// under the write lock (no writer can add one meanwhile).
+    fn binding_entry_keys(&self, target_key: &[u8]) -> Result<(Vec<sled::IVec>, Vec<sled::IVec>)> {
+        let mut prefix = target_key.to_vec();
+        prefix.push(keys::SEP);
+        let collect = |tree: &sled::Tree| -> Result<Vec<sled::IVec>> {
+            tree.scan_prefix(&prefix)
+                .keys()
+                .map(|k| k.map_err(|e| self.err("scan delivery state", e)))
+                .collect()
+        };
+        Ok((collect(&self.retries)?, collect(&self.dead_letters)?))
     }
 
     fn get_raw(&self, tree: &sled::Tree, key: &[u8]) -> Result<Option<sled::IVec>> {
@@ -798,20 +879,75 @@ impl Catalog {
         Ok(n)
     }
 
+    /// Runs `f` as one sled transaction over `trees`. sled may run `f` more than once (on a
+    /// conflict), so it must only stage writes: encode values before, not inside. `f` aborts
+    /// with the error to return (e.g. an undecodable stored value).
+    fn transaction<T, F>(&self, trees: T, op: &'static str, f: F) -> Result<()>
+    where
+        T: Transactional<Error>,
+        F: Fn(&T::View) -> ConflictableTransactionResult<(), Error>,
+    {
+        trees.transaction(f).map_err(|e| match e {
+            TransactionError::Storage(e) => self.err(op, e),
+            TransactionError::Abort(e) => e,
+        })
+    }
+
     fn transaction2<F>(&self, a: &sled::Tree, b: &sled::Tree, op: &'static str, f: F) -> Result<()>
     where
-        F: Fn(
-            &sled::transaction::TransactionalTree,
-            &sled::transaction::TransactionalTree,
-        ) -> std::result::Result<(), ConflictableTransactionError<()>>,
+        F: Fn(&TransactionalTree, &TransactionalTree) -> ConflictableTransactionResult<(), Error>,
     {
-        (a, b)
-            .transaction(|(ta, tb)| f(ta, tb))
-            .map_err(|e: TransactionError<()>| match e {
-                TransactionError::Storage(e) => self.err(op, e),
-                TransactionError::Abort(()) => Error::Codec(format!("{op}: transaction aborted")),
-            })
+        self.transaction((a, b), op, |(ta, tb)| f(ta, tb))
     }
+
+    fn transaction3<F>(
+        &self,
+        a: &sled::Tree,
+        b: &sled::Tree,
+        c: &sled::Tree,
+        op: &'static str,
+        f: F,
+    ) -> Result<()>
+    where
+        F: Fn(
+            &TransactionalTree,
+            &TransactionalTree,
+            &TransactionalTree,
+        ) -> ConflictableTransactionResult<(), Error>,
+    {
+        self.transaction((a, b, c), op, |(ta, tb, tc)| f(ta, tb, tc))
+    }
+
+    fn transaction4<F>(
+        &self,
+        a: &sled::Tree,
+        b: &sled::Tree,
+        c: &sled::Tree,
+        d: &sled::Tree,
+        op: &'static str,
+        f: F,
+    ) -> Result<()>
+    where
+        F: Fn(
+            &TransactionalTree,
+            &TransactionalTree,
+            &TransactionalTree,
+            &TransactionalTree,
+        ) -> ConflictableTransactionResult<(), Error>,
+    {
+        self.transaction((a, b, c, d), op, |(ta, tb, tc, td)| f(ta, tb, tc, td))
+    }
+}
+
+/// Stages the removal of every key in `keys` in a transaction.
+fn remove_all(
+    tree: &TransactionalTree,
+    keys: &[sled::IVec],
+) -> ConflictableTransactionResult<(), Error> {
+    for k in keys {
+        tree.remove(k.clone())?;
+    }
+    Ok(())
 }
 
 /// How long `open` waits for another handle of the same catalog to let go of sled's file lock.
@@ -959,16 +1095,17 @@ fn validate_target_body(body: &Value) -> Result<(String, String)> {
         ));
     }
     let settings_path = format!("$.{ty}");
-    let Some(settings) = obj.get(ty).and_then(Value::as_object) else {
+    let Some(settings_value) = obj.get(ty).filter(|v| v.is_object()) else {
         return Err(invalid(
             codes::INVALID_TARGET_DESCRIPTION,
             &settings_path,
             format!("a target of type {ty:?} needs an object {ty:?} with its settings"),
         ));
     };
+    let settings = settings_value.as_object();
     if ty == "http" {
         let url = settings
-            .get("url")
+            .and_then(|s| s.get("url"))
             .and_then(Value::as_str)
             .unwrap_or_default();
         let rest = url
@@ -982,6 +1119,9 @@ fn validate_target_body(body: &Value) -> Result<(String, String)> {
             ));
         }
     }
+    // The type's own settings (`$.http.mode`, headers, timeouts...), as the target will read
+    // them, so a body that is stored can also be built.
+    crate::targets::validate(ty, settings_value)?;
 
     if let Some(retry) = obj.get("retry") {
         validate_retry(retry)?;
@@ -1037,6 +1177,23 @@ fn validate_target_body(body: &Value) -> Result<(String, String)> {
                 format!("\"batch.max_wait_ms\" must be an integer 0-{MAX_BATCH_WAIT_MS}"),
             ));
         }
+        // A binary-mode HTTP request carries one event (its data is the body, its attributes
+        // the headers), so it cannot carry a batch.
+        let binary = ty == "http"
+            && settings.and_then(|s| s.get("mode")).and_then(Value::as_str) == Some("binary");
+        if binary
+            && batch
+                .get("max_events")
+                .and_then(Value::as_u64)
+                .is_some_and(|n| n > 1)
+        {
+            return Err(invalid(
+                codes::INVALID_BATCH_COUNT,
+                "$.batch.max_events",
+                "\"batch.max_events\" must be 1 when \"http.mode\" is \"binary\" \
+                 (one event per request)",
+            ));
+        }
     }
     if let Some(ordered) = obj.get("ordered")
         && !ordered.is_boolean()
@@ -1045,6 +1202,26 @@ fn validate_target_body(body: &Value) -> Result<(String, String)> {
             codes::INVALID_PARAMETER_VALUE,
             "$.ordered",
             "\"ordered\" must be true or false",
+        ));
+    }
+    if let Some(n) = obj.get("max_in_flight")
+        && !n
+            .as_u64()
+            .is_some_and(|n| (1..=MAX_IN_FLIGHT_LIMIT).contains(&n))
+    {
+        return Err(invalid(
+            codes::INVALID_PARAMETER_VALUE,
+            "$.max_in_flight",
+            format!("\"max_in_flight\" must be an integer 1-{MAX_IN_FLIGHT_LIMIT}"),
+        ));
+    }
+    if let Some(start) = obj.get("start")
+        && delivery::parse_start(start).is_none()
+    {
+        return Err(invalid(
+            codes::INVALID_PARAMETER_VALUE,
+            "$.start",
+            "\"start\" must be \"latest\", \"earliest\" or {\"time\": <epoch ms>}",
         ));
     }
     Ok((name.to_string(), ty.to_string()))
@@ -1058,22 +1235,23 @@ fn validate_retry(retry: &Value) -> Result<()> {
             "\"retry\" must be an object",
         ));
     };
-    let field = |name: &str| -> Result<Option<u64>> {
+    let field = |name: &str, min: u64| -> Result<Option<u64>> {
         match retry.get(name) {
             None => Ok(None),
-            Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+            Some(v) => v.as_u64().filter(|&n| n >= min).map(Some).ok_or_else(|| {
                 invalid(
                     codes::INVALID_RETRY,
                     &format!("$.retry.{name}"),
-                    format!("\"retry.{name}\" must be an integer >= 0"),
+                    format!("\"retry.{name}\" must be an integer >= {min}"),
                 )
             }),
         }
     };
-    field("max_attempts")?;
-    field("max_age_seconds")?;
-    let initial = field("initial_backoff_ms")?.unwrap_or(DEFAULT_INITIAL_BACKOFF_MS);
-    let max = field("max_backoff_ms")?.unwrap_or(DEFAULT_MAX_BACKOFF_MS);
+    // It counts every attempt, the first included, so 0 would mean "never deliver".
+    field("max_attempts", 1)?;
+    field("max_age_seconds", 0)?;
+    let initial = field("initial_backoff_ms", 0)?.unwrap_or(DEFAULT_INITIAL_BACKOFF_MS);
+    let max = field("max_backoff_ms", 0)?.unwrap_or(DEFAULT_MAX_BACKOFF_MS);
     if initial > max {
         return Err(invalid(
             codes::INVALID_RETRY,

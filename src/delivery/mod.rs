@@ -1,1 +1,628 @@
-//! The delivery engine (being written).
+//! The delivery engine: every event a rule matches reaches each of the rule's targets at least
+//! once, through slow or failing targets, crashes and restarts.
+//!
+//! Parts (docs/DELIVERY.md has the state machine and the crash analysis):
+//! - [`Engine`] watches the catalog and runs one worker per enabled rule × target binding
+//!   (`worker.rs`), one shared tail reader per event set (`dispatcher.rs`) and one group
+//!   committer that writes every binding's cursor, retries and dead letters (`committer.rs`).
+//! - `retry.rs` is the retry policy (attempts, age, jittered exponential backoff).
+//! - Targets live in [`crate::targets`].
+//!
+//! ```no_run
+//! # async fn demo() -> eventbus::Result<()> {
+//! use std::sync::Arc;
+//! use eventbus::bus::{BusConfig, EventBus};
+//! use eventbus::delivery::{Engine, EngineOptions};
+//!
+//! let bus = Arc::new(EventBus::open(BusConfig::default())?);
+//! let engine = Engine::start(bus.clone(), EngineOptions::default());
+//! // ... create rules and targets through bus.catalog(); the engine picks them up.
+//! engine.shutdown().await;
+//! bus.shutdown()?;
+//! # Ok(()) }
+//! ```
+
+mod committer;
+mod dispatcher;
+pub mod retry;
+mod worker;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::bus::EventBus;
+use crate::catalog::{BindingId, DeadLetter, TargetMeta, delivery_settings};
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::pattern::Pattern;
+use crate::targets::Target;
+
+pub use retry::RetryPolicy;
+
+/// Builds a target from its catalog entry, in place of [`crate::targets::build`] (embedders
+/// can deliver to in-process handlers; tests use it for instrumented targets).
+pub type TargetFactory = Arc<dyn Fn(&TargetMeta) -> Result<Arc<dyn Target>> + Send + Sync>;
+
+/// How the engine runs.
+#[derive(Clone)]
+pub struct EngineOptions {
+    /// Caught-up bindings of a set share one tail reader. Default = true. (False makes every
+    /// binding read and match the log alone; the bench compares the two.)
+    pub share_reads: bool,
+    /// Feeds a follower may have queued before the dispatcher drops it. Default = 64.
+    pub feed_capacity: usize,
+    /// Matched records the dispatcher keeps to let a joiner catch up. Default = 4096.
+    pub ring_capacity: usize,
+    /// How long a stopping worker waits for its requests in flight. Default = 5 s.
+    pub drain_timeout: Duration,
+    /// Wait before a worker that failed (its state could not be committed) is restarted.
+    /// Default = 1 s.
+    pub restart_delay: Duration,
+    /// Builds targets; `None` = [`crate::targets::build`] on the stored body. Default = None.
+    pub target_factory: Option<TargetFactory>,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            share_reads: true,
+            feed_capacity: 64,
+            ring_capacity: 4096,
+            drain_timeout: Duration::from_secs(5),
+            restart_delay: Duration::from_secs(1),
+            target_factory: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for EngineOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineOptions")
+            .field("share_reads", &self.share_reads)
+            .field("feed_capacity", &self.feed_capacity)
+            .field("ring_capacity", &self.ring_capacity)
+            .field("drain_timeout", &self.drain_timeout)
+            .field("restart_delay", &self.restart_delay)
+            .field("target_factory", &self.target_factory.is_some())
+            .finish()
+    }
+}
+
+/// A matched event on its way to a target.
+#[derive(Debug, Clone)]
+pub(crate) struct Matched {
+    pub offset: u64,
+    pub ingest_time_ms: u64,
+    pub event: Arc<Event>,
+}
+
+/// Wall-clock milliseconds derived from tokio's clock, so retry times and batch waits follow
+/// `tokio::time::pause()` in tests, and durable retry times are ordinary epoch milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clock {
+    wall0_ms: u64,
+    t0: Instant,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        Clock {
+            wall0_ms: crate::config::now_ms(),
+            t0: Instant::now(),
+        }
+    }
+    pub fn now_ms(&self) -> u64 {
+        self.wall0_ms + u64::try_from(self.t0.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+    /// The tokio instant of epoch time `ms` (now, if it is past).
+    pub fn instant_at(&self, ms: u64) -> Instant {
+        let now = self.now_ms();
+        Instant::now() + Duration::from_millis(ms.saturating_sub(now))
+    }
+}
+
+/// Live counters of one binding, shared by its worker and the status readers.
+#[derive(Debug, Default)]
+pub(crate) struct BindingStats {
+    pub cursor: AtomicU64,
+    pub in_flight: AtomicU64,
+    pub delivered: AtomicU64,
+    pub retrying: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub dropped: AtomicU64,
+    pub failed_attempts: AtomicU64,
+    pub lost_to_retention: AtomicU64,
+    pub following: AtomicBool,
+    pub last_error: Mutex<Option<String>>,
+}
+
+/// Whether a binding is delivering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BindingState {
+    /// Its worker runs.
+    Running,
+    /// Its rule is disabled: nothing is sent, the cursor is kept.
+    Paused,
+    /// It cannot run (its target cannot be built, or its worker failed and waits to restart);
+    /// `last_error` says why.
+    Failed,
+}
+
+/// Delivery status of one binding (INTERFACE.md `"delivery"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BindingStatus {
+    /// Running, paused or failed.
+    pub state: BindingState,
+    /// The durable cursor: every matching event below it is done with.
+    pub cursor: u64,
+    /// Events in the log at or after the cursor.
+    pub lag: u64,
+    /// Events in requests now in flight.
+    pub in_flight: u64,
+    /// Events delivered (or counted as delivered by `dead_letter.mode = ignore`) since this
+    /// process started.
+    pub delivered: u64,
+    /// Events waiting for a retry.
+    pub retrying: u64,
+    /// Events in the dead-letter queue.
+    pub dead_lettered: u64,
+    /// Events given up with `dead_letter.mode = drop`, since this process started.
+    pub dropped: u64,
+    /// Failed attempts (requests) since this process started.
+    pub failed_attempts: u64,
+    /// Events the binding never saw because retention removed them first.
+    pub lost_to_retention: u64,
+    /// True while the binding is fed by its set's shared tail reader.
+    pub following: bool,
+    /// The last failure, if any.
+    pub last_error: Option<String>,
+}
+
+struct Running {
+    fingerprint: String,
+    stop: watch::Sender<bool>,
+    cmds: mpsc::Sender<worker::Cmd>,
+    task: JoinHandle<std::result::Result<(), String>>,
+}
+
+struct SetDispatch {
+    tx: mpsc::Sender<dispatcher::Msg>,
+    rules_fingerprint: String,
+}
+
+#[derive(Default)]
+struct State {
+    running: HashMap<BindingId, Running>,
+    /// Bindings that cannot run, with the fingerprint they failed with and when to retry.
+    failed: HashMap<BindingId, (String, Instant)>,
+    paused: HashMap<BindingId, ()>,
+    stats: HashMap<BindingId, Arc<BindingStats>>,
+    dispatchers: HashMap<String, SetDispatch>,
+}
+
+struct Inner {
+    bus: Arc<EventBus>,
+    opts: EngineOptions,
+    clock: Clock,
+    committer: mpsc::UnboundedSender<committer::CommitRequest>,
+    state: tokio::sync::Mutex<State>,
+}
+
+/// The running delivery engine. Start it after opening the bus; stop it with
+/// [`Engine::shutdown`] before the bus.
+pub struct Engine {
+    inner: Arc<Inner>,
+    stop: watch::Sender<bool>,
+    reconciler: Mutex<Option<JoinHandle<()>>>,
+    committer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("opts", &self.inner.opts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One binding the catalog wants running.
+struct Wanted {
+    id: BindingId,
+    meta: TargetMeta,
+    pattern_text: String,
+    enabled: bool,
+}
+
+impl Wanted {
+    fn fingerprint(&self) -> String {
+        format!(
+            "{}\u{1}{}\u{1}{}\u{1}{}",
+            self.pattern_text, self.enabled, self.meta.config, self.meta.created_ms
+        )
+    }
+}
+
+impl Engine {
+    /// Starts the engine on a runtime (must be called inside one): it reads the catalog,
+    /// starts every enabled binding, and follows catalog changes from then on.
+    pub fn start(bus: Arc<EventBus>, opts: EngineOptions) -> Engine {
+        let (ctx, crx) = mpsc::unbounded_channel();
+        let committer = tokio::spawn(committer::run(bus.clone(), crx));
+        let inner = Arc::new(Inner {
+            bus,
+            opts,
+            clock: Clock::new(),
+            committer: ctx,
+            state: tokio::sync::Mutex::new(State::default()),
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        let reconciler = tokio::spawn(reconcile_loop(inner.clone(), stop_rx));
+        Engine {
+            inner,
+            stop,
+            reconciler: Mutex::new(Some(reconciler)),
+            committer: Mutex::new(Some(committer)),
+        }
+    }
+
+    /// Applies the catalog now (the engine also does so by itself after every change); returns
+    /// once the bindings match it.
+    pub async fn sync(&self) -> Result<()> {
+        self.inner.reconcile().await
+    }
+
+    /// The delivery status of a binding.
+    pub async fn status(&self, id: &BindingId) -> Result<BindingStatus> {
+        let bus = &self.inner.bus;
+        let catalog_id = id.clone();
+        let bus2 = bus.clone();
+        let (cursor, (retrying, dead)) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let c = bus2
+                .catalog()
+                .get_cursor(&catalog_id.set, &catalog_id.rule, &catalog_id.target)?;
+            let counts = bus2.catalog().count_delivery_entries(&catalog_id)?;
+            Ok((c, counts))
+        })
+        .await
+        .map_err(|e| Error::Codec(format!("status task failed: {e}")))??;
+        let st = self.inner.state.lock().await;
+        let next = bus.next_offset(&id.set)?;
+        let stats = st.stats.get(id).cloned().unwrap_or_default();
+        let state = if st.running.contains_key(id) {
+            BindingState::Running
+        } else if st.paused.contains_key(id) {
+            BindingState::Paused
+        } else {
+            BindingState::Failed
+        };
+        let last_error = stats
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let running = state == BindingState::Running;
+        let cursor = if running {
+            stats.cursor.load(Ordering::Relaxed)
+        } else {
+            cursor.unwrap_or(0)
+        };
+        Ok(BindingStatus {
+            state,
+            cursor,
+            lag: next.saturating_sub(cursor),
+            in_flight: stats.in_flight.load(Ordering::Relaxed),
+            delivered: stats.delivered.load(Ordering::Relaxed),
+            retrying: if running {
+                stats.retrying.load(Ordering::Relaxed)
+            } else {
+                retrying
+            },
+            dead_lettered: if running {
+                stats.dead_lettered.load(Ordering::Relaxed)
+            } else {
+                dead
+            },
+            dropped: stats.dropped.load(Ordering::Relaxed),
+            failed_attempts: stats.failed_attempts.load(Ordering::Relaxed),
+            lost_to_retention: stats.lost_to_retention.load(Ordering::Relaxed),
+            following: running && stats.following.load(Ordering::Relaxed),
+            last_error,
+        })
+    }
+
+    /// The dead letters of a binding, oldest offset first, after `after`, at most `limit`.
+    pub async fn dead_letters(
+        &self,
+        id: &BindingId,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>> {
+        let bus = self.inner.bus.clone();
+        let id = id.clone();
+        tokio::task::spawn_blocking(move || bus.catalog().list_dead_letters(&id, after, limit))
+            .await
+            .map_err(|e| Error::Codec(format!("dead-letter listing failed: {e}")))?
+    }
+
+    /// Sends dead letters (all, or the given offsets) through delivery again, with a fresh
+    /// attempt count; returns how many were redriven.
+    pub async fn redrive(&self, id: &BindingId, offsets: Option<Vec<u64>>) -> Result<usize> {
+        let cmds = {
+            let st = self.inner.state.lock().await;
+            st.running.get(id).map(|r| r.cmds.clone())
+        };
+        if let Some(cmds) = cmds {
+            let (tx, rx) = oneshot::channel();
+            let sent = cmds
+                .send(worker::Cmd::Redrive {
+                    offsets: offsets.clone(),
+                    reply: tx,
+                })
+                .await;
+            if sent.is_ok()
+                && let Ok(answer) = rx.await
+            {
+                return answer;
+            }
+        }
+        // Not running (paused, failed, stopping): move them in the catalog; the worker loads
+        // them when it starts.
+        let bus = self.inner.bus.clone();
+        let id = id.clone();
+        let now = self.inner.clock.now_ms();
+        tokio::task::spawn_blocking(move || {
+            bus.catalog()
+                .redrive_dead_letters(&id, offsets.as_deref(), now)
+                .map(|v| v.len())
+        })
+        .await
+        .map_err(|e| Error::Codec(format!("redrive failed: {e}")))?
+    }
+
+    /// Stops every worker (each finishes or abandons its requests in flight within the drain
+    /// timeout and commits its final cursor), then the committer.
+    pub async fn shutdown(&self) {
+        let _ = self.stop.send(true);
+        let reconciler = self
+            .reconciler
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(r) = reconciler {
+            let _ = r.await;
+        }
+        let mut st = self.inner.state.lock().await;
+        let running: Vec<(BindingId, Running)> = st.running.drain().collect();
+        for (_, r) in &running {
+            let _ = r.stop.send(true);
+        }
+        for (id, r) in running {
+            if let Ok(Err(e)) = r.task.await {
+                tracing::warn!(binding = %id, error = %e, "worker stopped with an error");
+            }
+        }
+        st.dispatchers.clear();
+        drop(st);
+        let committer = self
+            .committer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        // Every worker has awaited its final commit, so the committer has nothing left to
+        // write; it would otherwise live as long as `inner`.
+        if let Some(c) = committer {
+            c.abort();
+            let _ = c.await;
+        }
+    }
+}
+
+async fn reconcile_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
+    let mut changes = inner.bus.catalog().subscribe();
+    loop {
+        if let Err(e) = inner.reconcile().await {
+            tracing::warn!(error = %e, "applying catalog changes to delivery failed; retrying");
+        }
+        tokio::select! {
+            _ = stop.changed() => return,
+            r = changes.changed() => if r.is_err() { return },
+            // Restarts failed workers and notices ones that ended.
+            _ = tokio::time::sleep(inner.opts.restart_delay) => {}
+        }
+    }
+}
+
+impl Inner {
+    async fn wanted(&self) -> Result<Vec<Wanted>> {
+        let bus = self.bus.clone();
+        tokio::task::spawn_blocking(move || -> Result<Vec<Wanted>> {
+            let cat = bus.catalog();
+            let mut out = Vec::new();
+            for set in cat.list_sets()? {
+                for rule in cat.list_rules(&set.name)? {
+                    for t in cat.list_targets(&set.name, &rule.name)? {
+                        out.push(Wanted {
+                            id: BindingId::new(&set.name, &rule.name, &t.name),
+                            pattern_text: rule.pattern.clone(),
+                            enabled: rule.enabled,
+                            meta: t,
+                        });
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| Error::Codec(format!("catalog listing failed: {e}")))?
+    }
+
+    /// Makes the running workers and dispatchers match the catalog.
+    async fn reconcile(&self) -> Result<()> {
+        let wanted = self.wanted().await?;
+        let mut st = self.state.lock().await;
+        let by_id: HashMap<&BindingId, &Wanted> = wanted.iter().map(|w| (&w.id, w)).collect();
+
+        // 1. Stop workers that are gone, changed, paused, or ended by themselves.
+        let stale: Vec<BindingId> = st
+            .running
+            .iter()
+            .filter(|(id, r)| {
+                r.task.is_finished()
+                    || by_id
+                        .get(id)
+                        .is_none_or(|w| !w.enabled || w.fingerprint() != r.fingerprint)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in stale {
+            let r = st.running.remove(&id).expect("listed");
+            let _ = r.stop.send(true);
+            let fingerprint = r.fingerprint.clone();
+            match r.task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(binding = %id, error = %e, "delivery worker failed; it will restart");
+                    if let Some(s) = st.stats.get(&id) {
+                        *s.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                    }
+                    st.failed
+                        .insert(id.clone(), (fingerprint, Instant::now() + self.opts.restart_delay));
+                }
+                Err(join) => {
+                    tracing::error!(binding = %id, error = %join, "delivery worker panicked");
+                    st.failed
+                        .insert(id.clone(), (fingerprint, Instant::now() + self.opts.restart_delay));
+                }
+            }
+        }
+        st.stats.retain(|id, _| by_id.contains_key(id));
+        st.failed.retain(|id, _| by_id.contains_key(id));
+        st.paused.clear();
+
+        // 2. The shared tail readers: one per set with active rules.
+        let mut active: HashMap<String, Vec<(String, String)>> = HashMap::new();
+        for w in &wanted {
+            if w.enabled {
+                let rules = active.entry(w.id.set.clone()).or_default();
+                if !rules.iter().any(|(r, _)| *r == w.id.rule) {
+                    rules.push((w.id.rule.clone(), w.pattern_text.clone()));
+                }
+            }
+        }
+        st.dispatchers.retain(|set, _| active.contains_key(set));
+        if self.opts.share_reads {
+            for (set, rules) in &mut active {
+                rules.sort();
+                let fp: String = rules
+                    .iter()
+                    .map(|(r, p)| format!("{r}\u{1}{p}\u{2}"))
+                    .collect();
+                let d = st.dispatchers.entry(set.clone()).or_insert_with(|| {
+                    let (tx, rx) = mpsc::channel(256);
+                    tokio::spawn(dispatcher::run(
+                        self.bus.clone(),
+                        set.clone(),
+                        self.opts.ring_capacity,
+                        rx,
+                    ));
+                    SetDispatch {
+                        tx,
+                        rules_fingerprint: String::new(),
+                    }
+                });
+                if d.rules_fingerprint != fp {
+                    let compiled: Vec<(String, Arc<Pattern>)> = rules
+                        .iter()
+                        .filter_map(|(r, p)| {
+                            Pattern::parse_str(p).ok().map(|p| (r.clone(), Arc::new(p)))
+                        })
+                        .collect();
+                    if d.tx.send(dispatcher::Msg::Rules(compiled)).await.is_ok() {
+                        d.rules_fingerprint = fp;
+                    }
+                }
+            }
+        }
+
+        // 3. Start what should run.
+        for w in &wanted {
+            let fingerprint = w.fingerprint();
+            let stats = st.stats.entry(w.id.clone()).or_default().clone();
+            if !w.enabled {
+                st.paused.insert(w.id.clone(), ());
+                continue;
+            }
+            if st.running.contains_key(&w.id) {
+                continue;
+            }
+            if let Some((fp, at)) = st.failed.get(&w.id)
+                && *fp == fingerprint
+                && Instant::now() < *at
+            {
+                continue;
+            }
+            match self.start_worker(w, stats.clone(), st.dispatchers.get(&w.id.set)) {
+                Ok(r) => {
+                    st.failed.remove(&w.id);
+                    st.running.insert(w.id.clone(), r);
+                }
+                Err(e) => {
+                    *stats.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(e.to_string());
+                    // A target that cannot be built is retried only when its settings change.
+                    st.failed
+                        .insert(w.id.clone(), (fingerprint, Instant::now() + Duration::from_secs(365 * 86_400)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn start_worker(
+        &self,
+        w: &Wanted,
+        stats: Arc<BindingStats>,
+        dispatch: Option<&SetDispatch>,
+    ) -> Result<Running> {
+        let body: serde_json::Value = serde_json::from_str(&w.meta.config)
+            .map_err(|e| Error::Codec(format!("stored target body: {e}")))?;
+        let target = match &self.opts.target_factory {
+            Some(f) => f(&w.meta)?,
+            None => crate::targets::build(&body)?,
+        };
+        let pattern = Pattern::parse_str(&w.pattern_text)
+            .map_err(|e| Error::Codec(format!("stored pattern: {}", e.message)))?;
+        let settings = delivery_settings(&body);
+        let (stop, stop_rx) = watch::channel(false);
+        let (cmds, cmds_rx) = mpsc::channel(8);
+        let cfg = worker::WorkerConfig {
+            id: w.id.clone(),
+            bus: self.bus.clone(),
+            target,
+            settings,
+            pattern: Arc::new(pattern),
+            created_ms: w.meta.created_ms,
+            dispatcher: dispatch.map(|d| d.tx.clone()),
+            committer: self.committer.clone(),
+            clock: self.clock,
+            stats,
+            drain_timeout: self.opts.drain_timeout,
+            feed_capacity: self.opts.feed_capacity,
+        };
+        let task = tokio::spawn(worker::run(cfg, stop_rx, cmds_rx));
+        Ok(Running {
+            fingerprint: w.fingerprint(),
+            stop,
+            cmds,
+            task,
+        })
+    }
+}

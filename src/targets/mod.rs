@@ -46,7 +46,10 @@ impl std::fmt::Display for SendError {
 pub trait Target: Send + Sync {
     /// Delivers `events` (one request for the whole batch; a batch of one is a single event).
     /// Must not panic; every failure is a [`SendError`].
-    fn send<'a>(&'a self, events: &'a [Arc<Event>]) -> BoxFuture<'a, std::result::Result<(), SendError>>;
+    fn send<'a>(
+        &'a self,
+        events: &'a [Arc<Event>],
+    ) -> BoxFuture<'a, std::result::Result<(), SendError>>;
 
     /// Whether this target can take more than one event per request in its current settings.
     fn supports_batches(&self) -> bool {

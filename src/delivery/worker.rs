@@ -1,0 +1,753 @@
+//! The worker of one binding (rule × target): reads the set's log from its cursor (on its own
+//! or as a follower of the set's dispatcher), keeps the events its rule matches, sends them in
+//! batches with up to `max_in_flight` requests at once, schedules failures for retry, dead-
+//! letters what the policy gives up, and commits its cursor as the low watermark of completed
+//! work. docs/DELIVERY.md describes the state machine and why each crash point is safe.
+//!
+//! Invariants (checked by the delivery tests):
+//! - The durable cursor `c` is only ever written as `min(oldest outstanding offset, scanned)`:
+//!   every matching event below it was delivered, dead-lettered (or dropped / ignored by
+//!   policy), or has a retry entry written in the same transaction as the cursor.
+//! - Matching events read past the durable cursor are at most the window (`max_in_flight ×
+//!   batch.max_events`): that is the most a crash can deliver twice.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::bus::EventBus;
+use crate::catalog::{
+    BindingId, DeadLetter, DeadLetterMode, DeliverySettings, DeliveryUpdate, RetryEntry,
+    StartPosition,
+};
+use crate::event::Event;
+use crate::pattern::Pattern;
+use crate::store::{LogReader, ReadOutcome};
+use crate::targets::{SendError, Target};
+
+use super::committer::{CommitRequest, CommitResult};
+use super::dispatcher::{self, Feed};
+use super::retry::{RetryPolicy, Verdict};
+use super::{BindingStats, Clock, Matched};
+
+/// Records a worker reads on its own per step.
+const CHUNK: usize = 256;
+
+/// Commands from the engine.
+pub enum Cmd {
+    /// Move dead letters (all, or these offsets) back to the retry queue, due now.
+    Redrive {
+        offsets: Option<Vec<u64>>,
+        reply: oneshot::Sender<crate::Result<usize>>,
+    },
+}
+
+/// Everything a worker needs.
+pub struct WorkerConfig {
+    pub id: BindingId,
+    pub bus: Arc<EventBus>,
+    pub target: Arc<dyn Target>,
+    pub settings: DeliverySettings,
+    pub pattern: Arc<Pattern>,
+    /// Creation time of the target: where `"start": "latest"` begins.
+    pub created_ms: u64,
+    /// The set's shared tail reader, when reads are shared.
+    pub dispatcher: Option<mpsc::Sender<dispatcher::Msg>>,
+    pub committer: mpsc::UnboundedSender<CommitRequest>,
+    pub clock: Clock,
+    pub stats: Arc<BindingStats>,
+    pub drain_timeout: Duration,
+    pub feed_capacity: usize,
+}
+
+/// One event on its way: new (read from the log) or a retry.
+#[derive(Debug, Clone)]
+struct Item {
+    m: Matched,
+    /// Attempts made so far.
+    attempts: u32,
+    first_failure_ms: u64,
+    last_error: String,
+    /// True when it has a retry entry in the catalog (a retry or a redriven dead letter).
+    retry: bool,
+}
+
+impl Item {
+    fn new(m: Matched) -> Item {
+        Item {
+            m,
+            attempts: 0,
+            first_failure_ms: 0,
+            last_error: String::new(),
+            retry: false,
+        }
+    }
+
+    fn from_entry(e: RetryEntry) -> Item {
+        Item {
+            m: Matched {
+                offset: e.offset,
+                ingest_time_ms: e.ingest_time_ms,
+                event: Arc::new(e.event),
+            },
+            attempts: e.attempts,
+            first_failure_ms: e.first_failure_ms,
+            last_error: e.last_error,
+            retry: true,
+        }
+    }
+
+    fn entry(&self, next_attempt_ms: u64) -> RetryEntry {
+        RetryEntry {
+            offset: self.m.offset,
+            ingest_time_ms: self.m.ingest_time_ms,
+            event: Event::clone(&self.m.event),
+            attempts: self.attempts,
+            next_attempt_ms,
+            first_failure_ms: self.first_failure_ms,
+            last_error: self.last_error.clone(),
+        }
+    }
+}
+
+enum Source {
+    Own(LogReader),
+    Follow(mpsc::Receiver<Feed>),
+}
+
+/// What woke the worker up.
+enum Wake {
+    Stop,
+    Cmd(Option<Cmd>),
+    Sent(Option<Result<(Vec<Item>, Result<(), SendError>), tokio::task::JoinError>>),
+    Committed(Result<CommitResult, oneshot::error::RecvError>),
+    Timer,
+    Read(crate::Result<crate::Record>),
+    Feed(Option<Feed>),
+}
+
+/// Changes not yet handed to the committer, kept as sets so that a later change of the same
+/// offset replaces an earlier one (a retry put then removed within one commit is just removed).
+#[derive(Default)]
+struct Pending {
+    put_retries: BTreeMap<u64, RetryEntry>,
+    remove_retries: BTreeSet<u64>,
+    dead_letters: BTreeMap<u64, DeadLetter>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.put_retries.is_empty() && self.remove_retries.is_empty() && self.dead_letters.is_empty()
+    }
+    fn put_retry(&mut self, e: RetryEntry) {
+        self.remove_retries.remove(&e.offset);
+        self.put_retries.insert(e.offset, e);
+    }
+    fn remove_retry(&mut self, offset: u64) {
+        self.put_retries.remove(&offset);
+        self.remove_retries.insert(offset);
+    }
+    fn take(&mut self, cursor: Option<u64>) -> DeliveryUpdate {
+        let p = std::mem::take(self);
+        DeliveryUpdate {
+            cursor,
+            put_retries: p.put_retries.into_values().collect(),
+            remove_retries: p.remove_retries.into_iter().collect(),
+            put_dead_letters: p.dead_letters.into_values().collect(),
+        }
+    }
+}
+
+struct Worker {
+    cfg: WorkerConfig,
+    policy: RetryPolicy,
+    rng: StdRng,
+    window: usize,
+    max_events: usize,
+    max_wait: Duration,
+    /// The next offset to scan.
+    scanned: u64,
+    /// Matched offsets not yet completed (queued, in flight, or held by ordered mode).
+    outstanding: BTreeSet<u64>,
+    /// Matched offsets read at or after the durable cursor (the duplicate window).
+    uncommitted: VecDeque<u64>,
+    /// New events waiting to be sent, and when the oldest arrived.
+    queue: VecDeque<Item>,
+    queue_since: Option<Instant>,
+    /// Scheduled retries by (due time, offset).
+    retries: BTreeMap<(u64, u64), Item>,
+    /// Ordered mode: the batch that failed, and when to send it again.
+    blocked: Option<(Vec<Item>, u64)>,
+    in_flight_batches: usize,
+    /// Retries among the events in flight (for the `retrying` figure).
+    in_flight_retries: usize,
+    pending: Pending,
+    /// The commit being written and the cursor it carries.
+    commit_cursor: Option<u64>,
+    committed: u64,
+    stopping: bool,
+}
+
+/// Runs the binding until `stop` turns true (Ok) or its state cannot be committed (Err: the
+/// engine restarts it from the durable state).
+pub async fn run(
+    cfg: WorkerConfig,
+    mut stop: watch::Receiver<bool>,
+    mut cmds: mpsc::Receiver<Cmd>,
+) -> Result<(), String> {
+    let bus = cfg.bus.clone();
+    let id = cfg.id.clone();
+    let load_id = id.clone();
+    let (cursor, retries, dead_letters) = tokio::task::spawn_blocking({
+        let bus = bus.clone();
+        move || -> crate::Result<_> {
+            let (cursor, retries) = bus.catalog().load_delivery_state(&load_id)?;
+            let (_, dead_letters) = bus.catalog().count_delivery_entries(&load_id)?;
+            Ok((cursor, retries, dead_letters))
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    cfg.stats.dead_lettered.store(dead_letters, Ordering::Relaxed);
+
+    let s = &cfg.settings;
+    let start = match cursor {
+        Some(c) => c,
+        None => match s.start {
+            StartPosition::Latest => bus.offset_at_time(&id.set, cfg.created_ms),
+            StartPosition::Earliest => bus.first_offset(&id.set),
+            StartPosition::Time(t) => bus.offset_at_time(&id.set, t),
+        }
+        .map_err(|e| e.to_string())?,
+    };
+    let max_events = s.batch_max_events.max(1);
+    let mut w = Worker {
+        policy: RetryPolicy::from_settings(s),
+        rng: StdRng::from_entropy(),
+        window: s.max_in_flight.max(1) * max_events,
+        max_events,
+        max_wait: Duration::from_millis(s.batch_max_wait_ms),
+        scanned: start,
+        outstanding: BTreeSet::new(),
+        uncommitted: VecDeque::new(),
+        queue: VecDeque::new(),
+        queue_since: None,
+        retries: BTreeMap::new(),
+        blocked: None,
+        in_flight_batches: 0,
+        in_flight_retries: 0,
+        pending: Pending::default(),
+        commit_cursor: None,
+        committed: if cursor.is_some() { start } else { 0 },
+        stopping: false,
+        cfg,
+    };
+    for e in retries {
+        let due = e.next_attempt_ms;
+        let item = Item::from_entry(e);
+        w.retries.insert((due, item.m.offset), item);
+    }
+    w.cfg.stats.cursor.store(start, Ordering::Relaxed);
+    w.publish();
+
+    let mut source = Source::Own(bus.read_from(&id.set, start).map_err(|e| e.to_string())?);
+    let mut in_flight: JoinSet<(Vec<Item>, Result<(), SendError>)> = JoinSet::new();
+    let mut commit_rx: Option<oneshot::Receiver<CommitResult>> = None;
+    let mut drain_deadline: Option<Instant> = None;
+
+    loop {
+        if !w.stopping {
+            w.start_sends(&mut in_flight);
+        }
+        if commit_rx.is_none() {
+            commit_rx = w.submit_commit();
+        }
+        w.publish();
+        if w.stopping && in_flight.is_empty() && commit_rx.is_none() {
+            return Ok(());
+        }
+        let can_read = !w.stopping && w.uncommitted.len() < w.window && w.queue.len() < w.window;
+        let timer = if w.stopping { drain_deadline } else { w.next_timer() };
+        let wake = tokio::select! {
+            biased;
+            _ = stop.changed(), if !w.stopping => Wake::Stop,
+            c = cmds.recv(), if !w.stopping => Wake::Cmd(c),
+            r = in_flight.join_next(), if !in_flight.is_empty() => Wake::Sent(r),
+            r = async { commit_rx.as_mut().expect("guarded").await }, if commit_rx.is_some() => Wake::Committed(r),
+            _ = async { tokio::time::sleep_until(timer.expect("guarded")).await }, if timer.is_some() => Wake::Timer,
+            r = async {
+                match &mut source {
+                    Source::Own(reader) => Wake::Read(reader.next_wait().await),
+                    Source::Follow(rx) => Wake::Feed(rx.recv().await),
+                }
+            }, if can_read => r,
+        };
+        match wake {
+            Wake::Stop | Wake::Cmd(None) => {
+                w.stopping = true;
+                drain_deadline = Some(Instant::now() + w.cfg.drain_timeout);
+            }
+            Wake::Cmd(Some(Cmd::Redrive { offsets, reply })) => {
+                let r = w.redrive(&mut commit_rx, offsets).await;
+                let failed = r.as_ref().err().map(|e| e.to_string());
+                let _ = reply.send(r);
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+            }
+            Wake::Sent(Some(Ok((batch, result)))) => w.on_sent(batch, result),
+            Wake::Sent(Some(Err(join))) => {
+                // A send task panicked or was aborted: its events stay outstanding, so the
+                // cursor holds below them and a restart delivers them again.
+                return Err(format!("a delivery task failed: {join}"));
+            }
+            Wake::Sent(None) => {}
+            Wake::Committed(r) => {
+                commit_rx = None;
+                match r {
+                    Ok(Ok(())) => w.on_committed(),
+                    Ok(Err(e)) => return Err(e),
+                    Err(_) => return Err("the committer stopped".into()),
+                }
+            }
+            Wake::Timer => {
+                if w.stopping {
+                    // Out of patience: abandon what is still in flight (it stays outstanding,
+                    // so the cursor stays below it) and write the final state.
+                    in_flight.abort_all();
+                    while in_flight.join_next().await.is_some() {}
+                    w.in_flight_batches = 0;
+                    w.in_flight_retries = 0;
+                    w.cfg.stats.in_flight.store(0, Ordering::Relaxed);
+                }
+            }
+            Wake::Read(Ok(first)) => {
+                let at_end = w.read_own(first, &mut source);
+                if at_end && !w.stopping {
+                    w.try_follow(&mut source).await;
+                }
+            }
+            Wake::Read(Err(e)) => {
+                w.set_error(format!("reading the log: {e}"));
+                if matches!(e, crate::Error::Closed) {
+                    w.stopping = true;
+                    drain_deadline = Some(Instant::now() + w.cfg.drain_timeout);
+                } else {
+                    return Err(format!("reading the log: {e}"));
+                }
+            }
+            Wake::Feed(Some(feed)) => w.on_feed(feed),
+            Wake::Feed(None) => {
+                // The dispatcher let go of us (we fell behind): read on our own from here.
+                w.cfg.stats.following.store(false, Ordering::Relaxed);
+                source = Source::Own(bus.read_from(&id.set, w.scanned).map_err(|e| e.to_string())?);
+            }
+        }
+    }
+}
+
+impl Worker {
+    fn set_error(&self, e: String) {
+        *self
+            .cfg
+            .stats
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(e);
+    }
+
+    fn publish(&self) {
+        let blocked = self.blocked.as_ref().map_or(0, |(b, _)| b.len());
+        let retrying = self.retries.len() + self.in_flight_retries + blocked;
+        self.cfg
+            .stats
+            .retrying
+            .store(retrying as u64, Ordering::Relaxed);
+    }
+
+    fn accept(&mut self, m: Matched) {
+        if self.queue.is_empty() {
+            self.queue_since = Some(Instant::now());
+        }
+        self.outstanding.insert(m.offset);
+        self.uncommitted.push_back(m.offset);
+        self.queue.push_back(Item::new(m));
+    }
+
+    /// Handles `first` and whatever else is visible (a chunk, within the window). True when
+    /// the reader reached the end of the log.
+    fn read_own(&mut self, first: crate::Record, source: &mut Source) -> bool {
+        let Source::Own(reader) = source else {
+            return false;
+        };
+        let mut next = Some(first);
+        let mut n = 0;
+        let mut at_end = false;
+        while let Some(r) = next.take() {
+            n += 1;
+            self.scanned = r.offset + 1;
+            if self.cfg.pattern.matches(&r.event.to_json()) {
+                self.accept(Matched {
+                    offset: r.offset,
+                    ingest_time_ms: r.ingest_time_ms,
+                    event: Arc::new(r.event),
+                });
+            }
+            if n >= CHUNK || self.uncommitted.len() >= self.window {
+                break;
+            }
+            match reader.next() {
+                Ok(ReadOutcome::Record(r)) => next = Some(r),
+                Ok(ReadOutcome::EndOfLog) => at_end = true,
+                // Reported by the next `next_wait`.
+                Err(_) => {}
+            }
+        }
+        self.cfg
+            .stats
+            .lost_to_retention
+            .store(reader.skipped_by_retention(), Ordering::Relaxed);
+        at_end
+    }
+
+    /// At the end of the log: ask the set's dispatcher to carry us from here.
+    async fn try_follow(&mut self, source: &mut Source) {
+        let Some(d) = &self.cfg.dispatcher else {
+            return;
+        };
+        let (tx, rx) = mpsc::channel(self.cfg.feed_capacity);
+        let (ok_tx, ok_rx) = oneshot::channel();
+        let msg = dispatcher::Msg::Join {
+            rule: self.cfg.id.rule.clone(),
+            from: self.scanned,
+            feed: tx,
+            accepted: ok_tx,
+        };
+        if d.send(msg).await.is_ok() && ok_rx.await == Ok(true) {
+            *source = Source::Follow(rx);
+            self.cfg.stats.following.store(true, Ordering::Relaxed);
+        }
+    }
+
+    fn on_feed(&mut self, feed: Feed) {
+        for m in feed.matched.iter() {
+            if m.offset >= self.scanned {
+                self.accept(m.clone());
+            }
+        }
+        self.scanned = self.scanned.max(feed.scanned_to);
+    }
+
+    /// When the worker must wake up without other news: a batch's wait is over, a retry is
+    /// due, or an ordered batch may be sent again.
+    fn next_timer(&self) -> Option<Instant> {
+        let mut t: Option<Instant> = None;
+        let mut earliest = |i: Instant| t = Some(t.map_or(i, |t: Instant| t.min(i)));
+        if self.free_slots() > 0 {
+            if let Some(since) = self.queue_since
+                && !self.queue.is_empty()
+                && self.queue.len() < self.max_events
+            {
+                earliest(since + self.max_wait);
+            }
+            if let Some(((due, _), _)) = self.retries.first_key_value() {
+                earliest(self.cfg.clock.instant_at(*due));
+            }
+        }
+        if let Some((_, due)) = &self.blocked
+            && self.in_flight_batches == 0
+        {
+            earliest(self.cfg.clock.instant_at(*due));
+        }
+        t
+    }
+
+    fn free_slots(&self) -> usize {
+        if self.cfg.settings.ordered {
+            usize::from(self.in_flight_batches == 0 && self.blocked.is_none())
+        } else {
+            self.cfg.settings.max_in_flight.max(1) - self.in_flight_batches.min(self.cfg.settings.max_in_flight.max(1))
+        }
+    }
+
+    /// Starts every send the limits allow: due retries first, then full batches, then a
+    /// partial batch whose wait is over.
+    fn start_sends(&mut self, in_flight: &mut JoinSet<(Vec<Item>, Result<(), SendError>)>) {
+        loop {
+            let now_ms = self.cfg.clock.now_ms();
+            if self.cfg.settings.ordered
+                && self.in_flight_batches == 0
+                && let Some((_, due)) = &self.blocked
+                && *due <= now_ms
+            {
+                let (batch, _) = self.blocked.take().expect("checked");
+                self.spawn(in_flight, batch);
+                continue;
+            }
+            if self.free_slots() == 0 {
+                return;
+            }
+            if let Some(((due, _), _)) = self.retries.first_key_value()
+                && *due <= now_ms
+            {
+                let mut batch = Vec::new();
+                while batch.len() < self.max_events
+                    && let Some(entry) = self.retries.first_entry()
+                    && entry.key().0 <= now_ms
+                {
+                    batch.push(entry.remove());
+                }
+                self.spawn(in_flight, batch);
+                continue;
+            }
+            let wait_over = self
+                .queue_since
+                .is_some_and(|s| Instant::now() >= s + self.max_wait);
+            if self.queue.len() >= self.max_events || (!self.queue.is_empty() && wait_over) {
+                let n = self.queue.len().min(self.max_events);
+                let batch: Vec<Item> = self.queue.drain(..n).collect();
+                self.queue_since = if self.queue.is_empty() {
+                    None
+                } else {
+                    Some(Instant::now())
+                };
+                self.spawn(in_flight, batch);
+                continue;
+            }
+            return;
+        }
+    }
+
+    fn spawn(&mut self, in_flight: &mut JoinSet<(Vec<Item>, Result<(), SendError>)>, batch: Vec<Item>) {
+        let target = self.cfg.target.clone();
+        self.in_flight_batches += 1;
+        self.in_flight_retries += batch.iter().filter(|i| i.retry).count();
+        self.cfg
+            .stats
+            .in_flight
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        in_flight.spawn(async move {
+            let events: Vec<Arc<Event>> = batch.iter().map(|i| i.m.event.clone()).collect();
+            let result = target.send(&events).await;
+            (batch, result)
+        });
+    }
+
+    fn on_sent(&mut self, batch: Vec<Item>, result: Result<(), SendError>) {
+        self.in_flight_batches -= 1;
+        self.in_flight_retries -= batch.iter().filter(|i| i.retry).count();
+        let st = self.cfg.stats.clone();
+        st.in_flight
+            .fetch_sub(batch.len() as u64, Ordering::Relaxed);
+        match result {
+            Ok(()) => {
+                st.delivered.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                for item in batch {
+                    self.complete(&item);
+                }
+            }
+            Err(e) => {
+                st.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                self.set_error(e.message.clone());
+                let now = self.cfg.clock.now_ms();
+                if self.cfg.settings.ordered && batch.iter().all(|i| !i.retry) {
+                    self.on_ordered_failure(batch, &e, now);
+                    return;
+                }
+                for mut item in batch {
+                    item.attempts += 1;
+                    item.last_error = e.message.clone();
+                    if item.first_failure_ms == 0 {
+                        item.first_failure_ms = now;
+                    }
+                    match self.policy.after_failure(
+                        item.attempts,
+                        &e,
+                        item.m.ingest_time_ms,
+                        now,
+                        &mut self.rng,
+                    ) {
+                        Verdict::RetryAt(at) => {
+                            self.pending.put_retry(item.entry(at));
+                            if !item.retry {
+                                self.outstanding.remove(&item.m.offset);
+                                item.retry = true;
+                            }
+                            self.retries.insert((at, item.m.offset), item);
+                        }
+                        Verdict::Exhausted => self.give_up(item, now),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ordered mode: the batch holds the binding until it succeeds or is given up.
+    fn on_ordered_failure(&mut self, mut batch: Vec<Item>, e: &SendError, now: u64) {
+        for item in &mut batch {
+            item.attempts += 1;
+            item.last_error = e.message.clone();
+            if item.first_failure_ms == 0 {
+                item.first_failure_ms = now;
+            }
+        }
+        let attempts = batch.iter().map(|i| i.attempts).max().unwrap_or(1);
+        let oldest = batch
+            .iter()
+            .map(|i| i.m.ingest_time_ms)
+            .min()
+            .unwrap_or(now);
+        match self
+            .policy
+            .after_failure(attempts, e, oldest, now, &mut self.rng)
+        {
+            Verdict::RetryAt(at) => self.blocked = Some((batch, at)),
+            Verdict::Exhausted => {
+                for item in batch {
+                    self.give_up(item, now);
+                }
+            }
+        }
+    }
+
+    /// The event is done with (delivered or given up): release it.
+    fn complete(&mut self, item: &Item) {
+        if item.retry {
+            self.pending.remove_retry(item.m.offset);
+        } else {
+            self.outstanding.remove(&item.m.offset);
+        }
+    }
+
+    /// Retries exhausted: apply the dead-letter mode.
+    fn give_up(&mut self, item: Item, now: u64) {
+        let st = &self.cfg.stats;
+        match self.cfg.settings.dead_letter {
+            DeadLetterMode::Dlq => {
+                self.pending.dead_letters.insert(
+                    item.m.offset,
+                    DeadLetter {
+                        offset: item.m.offset,
+                        ingest_time_ms: item.m.ingest_time_ms,
+                        event: Event::clone(&item.m.event),
+                        attempts: item.attempts,
+                        last_error: item.last_error.clone(),
+                        dead_lettered_ms: now,
+                    },
+                );
+                st.dead_lettered.fetch_add(1, Ordering::Relaxed);
+            }
+            DeadLetterMode::Drop => {
+                st.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(binding = %self.cfg.id, offset = item.m.offset, id = %item.m.event.id,
+                    attempts = item.attempts, error = %item.last_error,
+                    "retries exhausted; event dropped (dead_letter.mode = drop)");
+            }
+            DeadLetterMode::Ignore => {
+                st.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.complete(&item);
+    }
+
+    /// The cursor the worker may commit now: below every outstanding event and the scan.
+    fn low_watermark(&self) -> u64 {
+        self.outstanding
+            .first()
+            .copied()
+            .unwrap_or(self.scanned)
+            .min(self.scanned)
+    }
+
+    fn submit_commit(&mut self) -> Option<oneshot::Receiver<CommitResult>> {
+        let c = self.low_watermark();
+        let moves = c > self.committed;
+        if !moves && self.pending.is_empty() {
+            return None;
+        }
+        let update = self.pending.take(moves.then_some(c));
+        let (tx, rx) = oneshot::channel();
+        let req = CommitRequest {
+            id: self.cfg.id.clone(),
+            update,
+            done: tx,
+        };
+        if self.cfg.committer.send(req).is_err() {
+            return None;
+        }
+        self.commit_cursor = Some(c.max(self.committed));
+        Some(rx)
+    }
+
+    fn on_committed(&mut self) {
+        if let Some(c) = self.commit_cursor.take() {
+            self.committed = self.committed.max(c);
+        }
+        while self.uncommitted.front().is_some_and(|o| *o < self.committed) {
+            self.uncommitted.pop_front();
+        }
+        self.cfg
+            .stats
+            .cursor
+            .store(self.committed, Ordering::Relaxed);
+    }
+
+    /// Makes everything decided so far durable (waits for the commit in flight, then commits
+    /// the rest).
+    async fn commit_all(
+        &mut self,
+        commit_rx: &mut Option<oneshot::Receiver<CommitResult>>,
+    ) -> crate::Result<()> {
+        for _ in 0..2 {
+            if commit_rx.is_none() {
+                *commit_rx = self.submit_commit();
+            }
+            if let Some(rx) = commit_rx.take() {
+                match rx.await {
+                    Ok(Ok(())) => self.on_committed(),
+                    Ok(Err(e)) => return Err(crate::Error::Codec(e)),
+                    Err(_) => return Err(crate::Error::Closed),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn redrive(
+        &mut self,
+        commit_rx: &mut Option<oneshot::Receiver<CommitResult>>,
+        offsets: Option<Vec<u64>>,
+    ) -> crate::Result<usize> {
+        self.commit_all(commit_rx).await?;
+        let bus = self.cfg.bus.clone();
+        let id = self.cfg.id.clone();
+        let now = self.cfg.clock.now_ms();
+        let entries = tokio::task::spawn_blocking(move || {
+            bus.catalog()
+                .redrive_dead_letters(&id, offsets.as_deref(), now)
+        })
+        .await
+        .map_err(|e| crate::Error::Codec(format!("redrive task failed: {e}")))??;
+        let n = entries.len();
+        for e in entries {
+            let due = e.next_attempt_ms;
+            let item = Item::from_entry(e);
+            self.retries.insert((due, item.m.offset), item);
+        }
+        let st = &self.cfg.stats;
+        let _ = st
+            .dead_lettered
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| {
+                Some(d.saturating_sub(n as u64))
+            });
+        Ok(n)
+    }
+}

@@ -1,0 +1,182 @@
+//! A real local HTTP receiver for delivery tests: an axum server on 127.0.0.1 that records
+//! every request and answers as the test's policy says (per path).
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+/// One received request.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub at: Instant,
+}
+
+impl Received {
+    /// The CloudEvents in the body (one object or a batch array), structured mode.
+    pub fn events(&self) -> Vec<Value> {
+        match serde_json::from_slice::<Value>(&self.body).expect("JSON body") {
+            Value::Array(a) => a,
+            v => vec![v],
+        }
+    }
+    pub fn ids(&self) -> Vec<String> {
+        self.events()
+            .iter()
+            .map(|e| e["id"].as_str().expect("id").to_string())
+            .collect()
+    }
+}
+
+/// How the receiver answers: status, optional Retry-After seconds, optional delay.
+#[derive(Debug, Clone, Copy)]
+pub struct Answer {
+    pub status: u16,
+    pub retry_after: Option<u64>,
+    pub delay: Duration,
+}
+
+impl Answer {
+    pub fn ok() -> Answer {
+        Answer::status(200)
+    }
+    pub fn status(status: u16) -> Answer {
+        Answer {
+            status,
+            retry_after: None,
+            delay: Duration::ZERO,
+        }
+    }
+}
+
+/// Decides the answer from the request and how many requests this path had before it.
+pub type Policy = Arc<dyn Fn(&Received, usize) -> Answer + Send + Sync>;
+
+#[derive(Default)]
+struct Shared {
+    received: Mutex<Vec<Received>>,
+    /// Requests answered with 2xx.
+    accepted: Mutex<Vec<Received>>,
+    policies: Mutex<HashMap<String, Policy>>,
+}
+
+/// A running receiver.
+#[derive(Clone)]
+pub struct Receiver {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl Receiver {
+    /// Starts a receiver on a free loopback port (every path answers 200 until told otherwise).
+    pub async fn start() -> Receiver {
+        let shared = Arc::new(Shared::default());
+        let app = Router::new()
+            .route("/{*path}", axum::routing::post(handle))
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Receiver { addr, shared }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}/{}", self.addr, path.trim_start_matches('/'))
+    }
+
+    /// Sets how `path` answers.
+    pub fn set_policy(&self, path: &str, p: impl Fn(&Received, usize) -> Answer + Send + Sync + 'static) {
+        self.shared
+            .policies
+            .lock()
+            .unwrap()
+            .insert(format!("/{}", path.trim_start_matches('/')), Arc::new(p));
+    }
+
+    /// Every request to `path`, in arrival order.
+    pub fn received(&self, path: &str) -> Vec<Received> {
+        let p = format!("/{}", path.trim_start_matches('/'));
+        self.shared
+            .received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path == p)
+            .cloned()
+            .collect()
+    }
+
+    /// Requests to `path` answered with success, in arrival order.
+    pub fn accepted(&self, path: &str) -> Vec<Received> {
+        let p = format!("/{}", path.trim_start_matches('/'));
+        self.shared
+            .accepted
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path == p)
+            .cloned()
+            .collect()
+    }
+
+    /// Ids of the events accepted on `path`, in arrival order (with repeats).
+    pub fn accepted_ids(&self, path: &str) -> Vec<String> {
+        self.accepted(path).iter().flat_map(|r| r.ids()).collect()
+    }
+
+    /// Waits until `cond` holds (checked every 10 ms), failing the test after `secs`.
+    pub async fn wait_until(&self, secs: u64, what: &str, mut cond: impl FnMut(&Receiver) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !cond(self) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+async fn handle(
+    State(shared): State<Arc<Shared>>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let r = Received {
+        path: format!("/{path}"),
+        headers,
+        body,
+        at: Instant::now(),
+    };
+    let (policy, n) = {
+        let mut all = shared.received.lock().unwrap();
+        let n = all.iter().filter(|x| x.path == r.path).count();
+        all.push(r.clone());
+        (shared.policies.lock().unwrap().get(&r.path).cloned(), n)
+    };
+    let answer = policy.map_or(Answer::ok(), |p| p(&r, n));
+    if !answer.delay.is_zero() {
+        tokio::time::sleep(answer.delay).await;
+    }
+    let status = StatusCode::from_u16(answer.status).unwrap();
+    if status.is_success() {
+        shared.accepted.lock().unwrap().push(r);
+    }
+    let mut resp = (status, "").into_response();
+    if let Some(s) = answer.retry_after {
+        resp.headers_mut()
+            .insert("retry-after", s.to_string().parse().unwrap());
+    }
+    resp
+}

@@ -1,0 +1,592 @@
+//! Scenario: the delivery engine against a real local HTTP receiver (tests/common): every
+//! matching event delivered, retries, dead letters and redrive, Retry-After, ordered mode,
+//! batching, pausing, start positions, shared reads, restarts, and a slow target beside a fast
+//! one. The kill -9 scenario is in tests/delivery_crash.rs.
+
+mod common;
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{Answer, Receiver};
+use eventbus::bus::{BusConfig, EventBus, Producer, PutEntry};
+use eventbus::catalog::{BindingId, RulePatch, RuleSpec};
+use eventbus::delivery::{BindingState, BindingStatus, Engine, EngineOptions};
+use serde_json::{Value, json};
+
+const SET: &str = "orders";
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    bus: Arc<EventBus>,
+    engine: Engine,
+}
+
+fn open_bus(dir: &std::path::Path) -> Arc<EventBus> {
+    Arc::new(
+        EventBus::open(BusConfig {
+            data_dir: dir.to_path_buf(),
+            max_segment_bytes: 64 * 1024,
+            ..BusConfig::default()
+        })
+        .unwrap(),
+    )
+}
+
+fn opts() -> EngineOptions {
+    EngineOptions {
+        restart_delay: Duration::from_millis(100),
+        drain_timeout: Duration::from_secs(2),
+        ..EngineOptions::default()
+    }
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = open_bus(dir.path());
+    bus.create_set(SET, None, None, Some(0)).unwrap();
+    let engine = Engine::start(bus.clone(), opts());
+    Fixture {
+        _dir: dir,
+        bus,
+        engine,
+    }
+}
+
+fn rule(bus: &EventBus, name: &str, pattern: Value) {
+    bus.catalog()
+        .create_rule(
+            SET,
+            RuleSpec {
+                name: name.into(),
+                description: String::new(),
+                pattern,
+                enabled: true,
+                transform: None,
+            },
+        )
+        .unwrap();
+}
+
+/// An http target on `rule` with fast retries; `extra` is merged over the body.
+fn target(bus: &EventBus, rule: &str, name: &str, url: &str, extra: Value) -> BindingId {
+    let mut body = json!({
+        "name": name, "type": "http",
+        "http": {"url": url, "timeout_ms": 2000},
+        "retry": {"max_attempts": 4, "initial_backoff_ms": 10, "max_backoff_ms": 40},
+        "start": "earliest",
+    });
+    merge(&mut body, extra);
+    bus.catalog().create_target(SET, rule, body).unwrap();
+    BindingId::new(SET, rule, name)
+}
+
+fn merge(a: &mut Value, b: Value) {
+    match (a, b) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (a, b) => *a = b,
+    }
+}
+
+fn event(i: usize, kind: &str) -> Value {
+    json!({"specversion": "1.0", "id": format!("e{i}"), "source": "shop",
+           "type": kind, "data": {"i": i}})
+}
+
+async fn put(bus: &EventBus, events: Vec<Value>) -> Vec<u64> {
+    let out = bus.put_events(SET, &events, Producer::Custom).await.unwrap();
+    out.entries
+        .iter()
+        .map(|e| match e {
+            PutEntry::Stored { offset, .. } => *offset,
+            PutEntry::Failed(e) => panic!("put failed: {e}"),
+        })
+        .collect()
+}
+
+async fn status(f: &Fixture, id: &BindingId) -> BindingStatus {
+    f.engine.status(id).await.unwrap()
+}
+
+async fn wait_status(
+    f: &Fixture,
+    id: &BindingId,
+    secs: u64,
+    what: &str,
+    cond: impl Fn(&BindingStatus) -> bool,
+) -> BindingStatus {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let s = status(f, id).await;
+        if cond(&s) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}: {s:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn ids(range: std::ops::Range<usize>) -> BTreeSet<String> {
+    range.map(|i| format!("e{i}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_every_matching_event_reaches_the_target_once() {
+    let f = fixture().await;
+    let rx = Receiver::start().await;
+    rule(&f.bus, "paid", json!({"type": ["paid"]}));
+    let id = target(&f.bus, "paid", "hook", &rx.url("hook"), json!({}));
+    f.engine.sync().await.unwrap();
+    let events: Vec<Value> = (0..200)
+        .map(|i| event(i, if i % 2 == 0 { "paid" } else { "refunded" }))
+        .collect();
+    put(&f.bus, events).await;
+    let want: BTreeSet<String> = (0..200).step_by(2).map(|i| format!("e{i}")).collect();
+    rx.wait_until(20, "100 deliveries", |r| r.accepted_ids("hook").len() >= 100)
+        .await;
+    let got = rx.accepted_ids("hook");
+    assert_eq!(got.iter().cloned().collect::<BTreeSet<_>>(), want);
+    assert_eq!(got.len(), 100, "no failures, so no duplicates");
+    // Structured mode, one event per request.
+    let r = &rx.accepted("hook")[0];
+    assert!(
+        r.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/cloudevents+json")
+    );
+    let s = wait_status(&f, &id, 10, "cursor at the end", |s| s.cursor == 200).await;
+    assert_eq!((s.delivered, s.lag, s.in_flight, s.retrying), (100, 0, 0, 0));
+    assert_eq!(s.state, BindingState::Running);
+    assert_eq!(f.bus.catalog().get_cursor(SET, "paid", "hook").unwrap(), Some(200));
+    f.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_receiver_failing_k_times_then_succeeding_gets_every_event() {
+    let f = fixture().await;
+    let rx = Receiver::start().await;
+    // The first 3 requests fail with 503, then everything succeeds.
+    rx.set_policy("hook", |_, n| if n < 3 { Answer::status(503) } else { Answer::ok() });
+    rule(&f.bus, "all", json!({"source": ["shop"]}));
+    let id = target(&f.bus, "all", "hook", &rx.url("hook"), json!({}));
+    f.engine.sync().await.unwrap();
+    put(&f.bus, (0..20).map(|i| event(i, "paid")).collect()).await;
+    rx.wait_until(20, "all 20 accepted", |r| {
+        r.accepted_ids("hook").iter().collect::<HashSet<_>>().len() == 20
+    })
+    .await;
+    let s = wait_status(&f, &id, 10, "retries drained", |s| s.retrying == 0 && s.cursor == 20).await;
+    assert_eq!(s.failed_attempts, 3);
+    assert_eq!(s.delivered, 20);
+    assert_eq!(s.dead_lettered, 0);
+    assert!(s.last_error.unwrap().contains("503"));
+    f.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_always_failing_receiver_dead_letters_then_redrive_delivers() {
+    let f = fixture().await;
+    let rx = Receiver::start().await;
+    rx.set_policy("hook", |_, _| Answer::status(500));
+    rule(&f.bus, "all", json!({"source": ["shop"]}));
+    let id = target(
+        &f.bus,
+        "all",
+        "hook",
+        &rx.url("hook"),
+        json!({"retry": {"max_attempts": 3}}),
+    );
+    f.engine.sync().await.unwrap();
+    put(&f.bus, (0..5).map(|i| event(i, "paid")).collect()).await;
+    let s = wait_status(&f, &id, 20, "5 dead letters", |s| s.dead_lettered == 5).await;
+    assert_eq!((s.retrying, s.delivered, s.cursor), (0, 0, 5));
+    // Exactly max_attempts requests per event.
+    assert_eq!(rx.received("hook").len(), 15);
+    let dl = f.engine.dead_letters(&id, None, 100).await.unwrap();
+    assert_eq!(dl.len(), 5);
+    for (i, d) in dl.iter().enumerate() {
+        assert_eq!(d.offset, i as u64);
+        assert_eq!(d.event.id, format!("e{i}"));
+        assert_eq!(d.attempts, 3);
+        assert!(d.last_error.contains("500"), "{}", d.last_error);
+    }
+    // Paging.
+    let page = f.engine.dead_letters(&id, Some(1), 2).await.unwrap();
+    assert_eq!(page.iter().map(|d| d.offset).collect::<Vec<_>>(), vec![2, 3]);
+
+    rx.set_policy("hook", |_, _| Answer::ok());
+    assert_eq!(f.engine.redrive(&id, None).await.unwrap(), 5);
+    rx.wait_until(20, "redriven events", |r| r.accepted_ids("hook").len() == 5)
+        .await;
+    let s = wait_status(&f, &id, 10, "dead letters gone", |s| {
+        s.dead_lettered == 0 && s.retrying == 0
+    })
+    .await;
+    assert_eq!(s.delivered, 5);
+    assert!(f.engine.dead_letters(&id, None, 100).await.unwrap().is_empty());
+    f.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_client_errors_are_not_retried_and_drop_or_ignore_apply() {
+    let f = fixture().await;
+    let rx = Receiver::start().await;
+    for p in ["dlq", "drop", "ignore"] {
+        rx.set_policy(p, |_, _| Answer::status(400));
+    }
+    rule(&f.bus, "all", json!({"source": ["shop"]}));
+    let dlq = target(&f.bus, "all", "dlq", &rx.url("dlq"), json!({}));
+    let drop = target(
+        &f.bus,
+        "all",
+        "drop",
+        &rx.url("drop"),
+        json!({"dead_letter": {"mode": "drop"}}),
+    );
+    let ignore = target(
+        &f.bus,
+        "all",
+        "ignore",
+        &rx.url("ignore"),
+        json!({"dead_letter": {"mode": "ignore"}}),
+    );
+    f.engine.sync().await.unwrap();
+    put(&f.bus, (0..3).map(|i| event(i, "paid")).collect()).await;
+    let s = wait_status(&f, &dlq, 10, "dlq", |s| s.dead_lettered == 3).await;
+    assert_eq!(s.failed_attempts, 3, "one attempt each: 400 is not retried");
+    let s = wait_status(&f, &drop, 10, "dropped", |s| s.dropped == 3).await;
+    assert_eq!((s.dead_lettered, s.delivered, s.cursor), (0, 0, 3));
+    let s = wait_status(&f, &ignore, 10, "ignored", |s| s.delivered == 3).await;
+    assert_eq!((s.dead_lettered, s.dropped, s.cursor), (0, 0, 3));
+    assert_eq!(rx.received("dlq").len(), 3);
+    assert_eq!(rx.received("drop").len(), 3);
+    assert_eq!(rx.received("ignore").len(), 3);
+    f.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_429_retry_after_is_honoured() {
+    let f = fixture().await;
+    let rx = Receiver::start().await;
+    rx.set_policy("hook", |_, n| {
+        if n == 0 {
+            Answer {
+                status: 429,
+                retry_after: Some(1),
+                delay: Duration::ZERO,
+            }
+        } else {
+            Answer::ok()
+        }
+    });
+    rule(&f.bus, "all", json!({"source": ["shop"]}));
+    target(&f.bus, "all", "hook", &rx.url("hook"), json!({}));
+    f.engine.sync().await.unwrap();
+    put(&f.bus, vec![event(0, "paid")]).await;
+    rx.wait_until(10, "the retry", |r| r.accepted("hook").len() == 1)
+        .await;
+    let all = rx.received("hook");
+    assert_eq!(all.len(), 2);
+    let gap = all[1].at - all[0].at;
+    // The policy's own backoff is 10-20 ms; the receiver asked for 1 s.
+    assert!(gap >= Duration::from_millis(990), "retried after {gap:?}");
+    f.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_a_failing_event_does_not_block_the_others() {
+    let f = fixture().await;
+    let rx = Receiver::start().await;
+    rx.set_policy("hook", |r, _| {
+        if r.ids() == ["e0"] { Answer::status(500) } else { Answer::ok() }
+    });
+    rule(&f.bus, "all", json!({"source": ["shop"]}));
+    let id = target(
+        &f.bus,
+        "all",
+        "hook",
+        &rx.url("hook"),
+        json!({"retry": {"max_attempts": 1000, "initial_backoff_ms": 200, "max_backoff_ms": 200}}),
+    );
+    f.engine.sync().await.unwrap();
+    put(&f.bus, (0..30).map(|i| event(i, "paid")).collect()).await;
+    rx.wait_until(10, "e1..e29", |r| r.accepted_ids("hook").len() == 29)
+        .await;
+    // The cursor moved past e0: its retry is durable, so it no longer holds the binding.
+    let s = wait_status(&f, &id, 10, "cursor past e0", |s| s.cursor == 30).await;
+    assert_eq!(s.retrying, 1);
+    let (_, retries) = f
+        .bus
+        .catalog()
+        .load_delivery_state(&id)
+        .unwrap();
+    assert_eq!(retries.len(), 1);
+    assert_eq!(retries[0].event.id, "e0");
+    f.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_ordered_mode_keeps_log_order_under_failures() {
+    let f = fixture().await;
+    let rx = Receiver::start().await;
+    // Every event's first attempt fails; a random-ish subset fails twice.
+    rx.set_policy("hook", |r, _| {
+        let _ = r;
+        Answer::ok()
+    });
+    let seen = Arc::new(std::sync::Mutex::new(HashSet::<String>::new()));
+    let seen2 = seen.clone();
+    rx.set_policy("hook", move |r, _| {
+        let key = r.ids().join(",");
+        let mut s = seen2.lock().unwrap();
+        let tries = format!("{key}#1");
+        if s.insert(key.clone()) {
+            return Answer::status(503);
+        }
+        if key.len() % 3 == 0 && s.insert(tries) {
+            return Answer::status(502);
+        }
+        Answer::ok()
+    });
+    rule(&f.bus, "all", json!({"source": ["shop"]}));
+    target(
+        &f.bus,
+        "all",
+        "hook",
+        &rx.url("hook"),
+        json!({"ordered": true, "max_in_flight": 8,
+               "retry": {"max_attempts": 10, "initial_backoff_ms": 1, "max_backoff_ms": 5}}),
+    );
+    f.engine.sync().await.unwrap();
+    put(&f.bus, (0..40).map(|i| event(i, "paid")).collect()).await;
+    rx.wait_until(20, "40 accepted", |r| r.accepted_ids("hook").len() == 40)
+        .await;
+    let got = rx.accepted_ids("hook");
+    let want: Vec<String> = (0..40).map(|i| format!("e{i}")).collect();
+    assert_eq!(got, want, "ordered delivery must follow the log");
+    // And never more than one request at a time: each request starts after the previous
+    // answer, so arrivals of different events never interleave with a failure in between.
+    let received: Vec<String> = rx.received("hook").iter().map(|r| r.ids().join(",")).collect();
+    let mut last = String::new();
+    let mut done = HashSet::new();
+    for k in received {
+        assert!(!done.contains(&k), "{k} sent again after it succeeded");
+        if k != last && !last.is_empty() {
+            done.insert(last.clone());
+        }
+        last = k;
+    }
+    f.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_batches_fill_up_to_max_events_and_flush_after_the_wait() {
+    let f = fixture().await;
+    let rx = Receiver::start().await;
+    rule(&f.bus, "all", json!({"source": ["shop"]}));
+    target(
+        &f.bus,
+        "all",
+        "hook",
+        &rx.url("hook"),
+        json!({"batch": {"max_events": 10, "max_wait_ms": 300}, "max_in_flight": 1}),
+    );
+    put(&f.bus, (0..25).map(|i| event(i, "paid")).collect()).await;
+    f.engine.sync().await.unwrap();
+    rx.wait_until(10, "25 events", |r| r.accepted_ids("hook").len() == 25)
+        .await;
+    let reqs = rx.accepted("hook");
+    let sizes: Vec<usize> = reqs.iter().map(|r| r.ids().len()).collect();
+    assert_eq!(sizes, vec![10, 10, 5]);
+    assert!(
+        reqs[0].headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/cloudevents-batch+json")
+    );
+    assert_eq!(
+        rx.accepted_ids("hook"),
+        (0..25).map(|i| format!("e{i}")).collect::<Vec<_>>()
+    );
+    f.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_disabling_a_rule_pauses_and_enabling_resumes_from_the_cursor() {
+    let f = fixture().await;
+    let rx = Receiver::start().await;
+    rule(&f.bus, "all", json!({"source": ["shop"]}));
+    let id = target(&f.bus, "all", "hook", &rx.url("hook"), json!({}));
+    f.engine.sync().await.unwrap();
+    put(&f.bus, (0..5).map(|i| event(i, "paid")).collect()).await;
+    rx.wait_until(10, "5", |r| r.accepted_ids("hook").len() == 5).await;
+    wait_status(&f, &id, 10, "cursor 5", |s| s.cursor == 5).await;
+
+    f.bus
+        .catalog()
+        .update_rule(SET, "all", RulePatch { enabled: Some(false), ..RulePatch::default() })
+        .unwrap();
+    f.engine.sync().await.unwrap();
+    let s = status(&f, &id).await;
+    assert_eq!((s.state, s.cursor), (BindingState::Paused, 5));
+    put(&f.bus, (5..10).map(|i| event(i, "paid")).collect()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rx.accepted_ids("hook").len(), 5, "paused: nothing sent");
+    assert_eq!(status(&f, &id).await.lag, 5);
+
+    f.bus
+        .catalog()
+        .update_rule(SET, "all", RulePatch { enabled: Some(true), ..RulePatch::default() })
+        .unwrap();
+    rx.wait_until(10, "10", |r| r.accepted_ids("hook").len() == 10).await;
+    assert_eq!(
+        rx.accepted_ids("hook").into_iter().collect::<BTreeSet<_>>(),
+        ids(0..10)
+    );
+    f.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_start_positions_latest_earliest_and_time() {
+    let f = fixture().await;
+    let rx = Receiver::start().await;
+    rule(&f.bus, "all", json!({"source": ["shop"]}));
+    put(&f.bus, (0..3).map(|i| event(i, "paid")).collect()).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let mid = eventbus::config::now_ms();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    put(&f.bus, (3..5).map(|i| event(i, "paid")).collect()).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    target(&f.bus, "all", "latest", &rx.url("latest"), json!({"start": "latest"}));
+    target(&f.bus, "all", "earliest", &rx.url("earliest"), json!({"start": "earliest"}));
+    target(&f.bus, "all", "time", &rx.url("time"), json!({"start": {"time": mid}}));
+    f.engine.sync().await.unwrap();
+    put(&f.bus, vec![event(5, "paid")]).await;
+    rx.wait_until(10, "all three", |r| {
+        r.accepted_ids("latest").len() == 1
+            && r.accepted_ids("earliest").len() == 6
+            && r.accepted_ids("time").len() == 3
+    })
+    .await;
+    assert_eq!(rx.accepted_ids("latest"), vec!["e5"]);
+    assert_eq!(
+        rx.accepted_ids("time").into_iter().collect::<BTreeSet<_>>(),
+        ids(3..6)
+    );
+    f.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_bindings_of_one_set_share_the_tail_reader() {
+    let f = fixture().await;
+    let rx = Receiver::start().await;
+    let mut bindings = Vec::new();
+    for r in 0..4 {
+        let name = format!("r{r}");
+        rule(&f.bus, &name, json!({"data": {"k": [r]}}));
+        bindings.push(target(&f.bus, &name, "hook", &rx.url(&name), json!({})));
+    }
+    f.engine.sync().await.unwrap();
+    // Trigger a first read so every worker reaches the end and joins.
+    put(&f.bus, vec![json!({"specversion":"1.0","id":"warm","source":"shop","type":"t","data":{"k":-1}})]).await;
+    for id in &bindings {
+        wait_status(&f, id, 10, "following", |s| s.following).await;
+    }
+    let events: Vec<Value> = (0..200)
+        .map(|i| json!({"specversion":"1.0","id":format!("e{i}"),"source":"shop","type":"t","data":{"k": i % 4}}))
+        .collect();
+    put(&f.bus, events).await;
+    for r in 0..4usize {
+        let name = format!("r{r}");
+        rx.wait_until(10, "per-rule events", |x| x.accepted_ids(&name).len() == 50)
+            .await;
+        let want: BTreeSet<String> = (0..200).filter(|i| i % 4 == r).map(|i| format!("e{i}")).collect();
+        assert_eq!(rx.accepted_ids(&name).into_iter().collect::<BTreeSet<_>>(), want);
+    }
+    for id in &bindings {
+        let s = wait_status(&f, id, 10, "cursor at end", |s| s.cursor == 201).await;
+        assert!(s.following, "{id} fell back to reading alone");
+    }
+    f.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_slow_target_does_not_slow_another_binding() {
+    let f = fixture().await;
+    let rx = Receiver::start().await;
+    rx.set_policy("slow", |_, _| Answer {
+        status: 200,
+        retry_after: None,
+        delay: Duration::from_secs(3),
+    });
+    rule(&f.bus, "all", json!({"source": ["shop"]}));
+    let slow = target(&f.bus, "all", "slow", &rx.url("slow"), json!({"max_in_flight": 2, "http": {"timeout_ms": 10000}}));
+    target(&f.bus, "all", "fast", &rx.url("fast"), json!({}));
+    f.engine.sync().await.unwrap();
+    put(&f.bus, (0..300).map(|i| event(i, "paid")).collect()).await;
+    rx.wait_until(10, "fast target done", |r| r.accepted_ids("fast").len() == 300)
+        .await;
+    // The slow binding has only its first two requests out (and nothing answered yet).
+    let s = status(&f, &slow).await;
+    assert!(s.delivered <= 2, "{s:?}");
+    assert!(rx.accepted("slow").len() <= 2);
+    f.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_retry_schedules_and_dead_letters_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start().await;
+    rx.set_policy("retry", |_, _| Answer::status(503));
+    rx.set_policy("dead", |_, _| Answer::status(404));
+    let retry_id;
+    let dead_id;
+    {
+        let bus = open_bus(dir.path());
+        bus.create_set(SET, None, None, Some(0)).unwrap();
+        let engine = Engine::start(bus.clone(), opts());
+        rule(&bus, "all", json!({"source": ["shop"]}));
+        retry_id = target(
+            &bus,
+            "all",
+            "retry",
+            &rx.url("retry"),
+            json!({"retry": {"max_attempts": 100, "initial_backoff_ms": 1500, "max_backoff_ms": 1500}}),
+        );
+        dead_id = target(&bus, "all", "dead", &rx.url("dead"), json!({}));
+        engine.sync().await.unwrap();
+        put(&bus, (0..3).map(|i| event(i, "paid")).collect()).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = engine.status(&retry_id).await.unwrap();
+            let d = engine.status(&dead_id).await.unwrap();
+            if r.retrying == 3 && r.cursor == 3 && d.dead_lettered == 3 && d.cursor == 3 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{r:?} {d:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        engine.shutdown().await;
+        bus.shutdown().unwrap();
+    }
+    rx.set_policy("retry", |_, _| Answer::ok());
+    let bus = open_bus(dir.path());
+    let engine = Engine::start(bus.clone(), opts());
+    engine.sync().await.unwrap();
+    let s = engine.status(&dead_id).await.unwrap();
+    assert_eq!(s.dead_lettered, 3);
+    rx.wait_until(10, "retries after restart", |r| r.accepted_ids("retry").len() == 3)
+        .await;
+    assert_eq!(
+        rx.accepted_ids("retry").into_iter().collect::<BTreeSet<_>>(),
+        ids(0..3)
+    );
+    engine.shutdown().await;
+    bus.shutdown().unwrap();
+}
