@@ -590,3 +590,130 @@ async fn delivery_retry_schedules_and_dead_letters_survive_a_restart() {
     engine.shutdown().await;
     bus.shutdown().unwrap();
 }
+
+/// An in-process target (through `EngineOptions::target_factory`) that records when each
+/// batch arrives on tokio's clock, failing the first `fail_first` requests with a 503.
+struct Recording {
+    log: std::sync::Mutex<Vec<(tokio::time::Instant, Vec<String>, bool)>>,
+    fail_first: usize,
+}
+
+impl eventbus::targets::Target for Recording {
+    fn send<'a>(
+        &'a self,
+        events: &'a [Arc<eventbus::Event>],
+    ) -> eventbus::targets::BoxFuture<'a, Result<(), eventbus::targets::SendError>> {
+        Box::pin(async move {
+            let mut log = self.log.lock().unwrap();
+            let fail = log.len() < self.fail_first;
+            log.push((
+                tokio::time::Instant::now(),
+                events.iter().map(|e| e.id.clone()).collect(),
+                !fail,
+            ));
+            if fail {
+                Err(eventbus::targets::SendError {
+                    retryable: true,
+                    retry_after: None,
+                    status: Some(503),
+                    message: "HTTP 503".into(),
+                })
+            } else {
+                Ok(())
+            }
+        })
+    }
+}
+
+/// Puts `n` events, then starts an engine whose every target is `rec`, on paused time.
+async fn paused_engine(rec: Arc<Recording>, n: usize, extra: Value) -> (tempfile::TempDir, Arc<EventBus>, Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = open_bus(dir.path());
+    bus.create_set(SET, None, None, Some(0)).unwrap();
+    rule(&bus, "all", json!({"source": ["shop"]}));
+    target(&bus, "all", "rec", "http://127.0.0.1:9/unused", extra);
+    put(&bus, (0..n).map(|i| event(i, "paid")).collect()).await;
+    let factory: eventbus::delivery::TargetFactory = Arc::new(move |_| {
+        let t: Arc<dyn eventbus::targets::Target> = rec.clone();
+        Ok(t)
+    });
+    let engine = Engine::start(
+        bus.clone(),
+        EngineOptions {
+            target_factory: Some(factory),
+            ..opts()
+        },
+    );
+    (dir, bus, engine)
+}
+
+async fn wait_recorded(rec: &Recording, n: usize) {
+    for _ in 0..100_000 {
+        if rec.log.lock().unwrap().iter().filter(|r| r.2).map(|r| r.1.len()).sum::<usize>() >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("not delivered");
+}
+
+#[tokio::test(start_paused = true)]
+async fn delivery_batching_sizes_and_waits_on_paused_time() {
+    let rec = Arc::new(Recording { log: Default::default(), fail_first: 0 });
+    let (_dir, bus, engine) = paused_engine(
+        rec.clone(),
+        25,
+        json!({"batch": {"max_events": 10, "max_wait_ms": 1000}, "max_in_flight": 4}),
+    )
+    .await;
+    wait_recorded(&rec, 25).await;
+    let log = rec.log.lock().unwrap().clone();
+    let sizes: Vec<usize> = log.iter().map(|r| r.1.len()).collect();
+    assert_eq!(sizes, vec![10, 10, 5]);
+    // Full batches go at once; the remainder waits exactly max_wait_ms.
+    assert_eq!(log[1].0 - log[0].0, Duration::ZERO);
+    assert_eq!(log[2].0 - log[1].0, Duration::from_millis(1000));
+    let all: Vec<String> = log.iter().flat_map(|r| r.1.clone()).collect();
+    assert_eq!(all, (0..25).map(|i| format!("e{i}")).collect::<Vec<_>>());
+    engine.shutdown().await;
+    bus.shutdown().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn delivery_batching_without_wait_sends_what_is_there() {
+    let rec = Arc::new(Recording { log: Default::default(), fail_first: 0 });
+    let (_dir, bus, engine) = paused_engine(
+        rec.clone(),
+        7,
+        json!({"batch": {"max_events": 100, "max_wait_ms": 0}}),
+    )
+    .await;
+    wait_recorded(&rec, 7).await;
+    let log = rec.log.lock().unwrap().clone();
+    assert_eq!(log.len(), 1, "7 events ready at once go in one request");
+    assert_eq!(log[0].1.len(), 7);
+    engine.shutdown().await;
+    bus.shutdown().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn delivery_retries_follow_the_backoff_on_paused_time() {
+    let rec = Arc::new(Recording { log: Default::default(), fail_first: 3 });
+    let (_dir, bus, engine) = paused_engine(
+        rec.clone(),
+        1,
+        json!({"retry": {"max_attempts": 10, "initial_backoff_ms": 1000, "max_backoff_ms": 4000}}),
+    )
+    .await;
+    wait_recorded(&rec, 1).await;
+    let log = rec.log.lock().unwrap().clone();
+    assert_eq!(log.len(), 4);
+    // After n failures the wait is drawn from [1000, min(4000, 1000·2^n)] ms.
+    for (n, pair) in log.windows(2).enumerate() {
+        let gap = (pair[1].0 - pair[0].0).as_millis() as u64;
+        let top = (1000u64 << (n + 1)).min(4000);
+        assert!((1000..=top + 1).contains(&gap), "wait {n}: {gap} ms not in [1000, {top}]");
+    }
+    engine.shutdown().await;
+    bus.shutdown().unwrap();
+}
