@@ -978,17 +978,26 @@ fn target_binary_http_mode_refuses_batches() {
 
 #[test]
 fn target_http_settings_go_through_the_target_type_validation() {
+    assert_target_invalid(
+        patched(http_target("hook"), |b| {
+            b["http"]["mode"] = json!("telepathy")
+        }),
+        "InvalidParameterValue.TargetDescription",
+        "$.http.mode",
+    );
+    assert_target_invalid(
+        patched(http_target("hook"), |b| b["http"]["timeout_ms"] = json!(0)),
+        "InvalidParameterValue.TargetDescription",
+        "$.http.timeout_ms",
+    );
     let (_dir, cat) = with_rule();
-    let body = patched(http_target("hook"), |b| {
-        b["http"]["mode"] = json!("telepathy")
-    });
-    match cat.create_target("orders", "r1", body) {
-        Err(Error::Rejected { kind, path, .. }) => {
-            assert_eq!(kind, RejectKind::Invalid);
-            assert_eq!(path.as_deref(), Some("$.http.mode"));
-        }
-        other => panic!("a bad http.mode was accepted: {other:?}"),
-    }
+    cat.create_target("orders", "r1", http_target("hook"))
+        .unwrap();
+    assert_invalid(
+        cat.update_target("orders", "r1", "hook", json!({"http": {"mode": 5}})),
+        "InvalidParameterValue.TargetDescription",
+        "$.http.mode",
+    );
 }
 
 // ----- delivery state ------------------------------------------------------------------------

@@ -6,14 +6,14 @@
 //! contiguous range that a prefix scan finds (the prefix ends in the separator, so set `ab`
 //! never matches set `abc`).
 //!
-//! | tree      | key                                  | value                         |
-//! |-----------|--------------------------------------|-------------------------------|
-//! | `sets`    | `set`                                | `codec(EventSetMeta)`         |
-//! | `rules`   | `set 0x00 rule`                      | `codec(RuleMeta)`             |
-//! | `targets` | `set 0x00 rule 0x00 target`          | `codec(TargetMeta)`           |
-//! | `cursors` | `set 0x00 rule 0x00 target`          | offset as `u64` big-endian    |
-//! | `retries` | `set 0x00 rule 0x00 target 0x00 offset` | `codec(RetryEntry)`        |
-//! | `dead_letters` | `set 0x00 rule 0x00 target 0x00 offset` | `codec(DeadLetter)`   |
+//! | tree           | key                                     | value                      |
+//! |----------------|-----------------------------------------|----------------------------|
+//! | `sets`         | `set`                                   | `codec(EventSetMeta)`      |
+//! | `rules`        | `set 0x00 rule`                         | `codec(RuleMeta)`          |
+//! | `targets`      | `set 0x00 rule 0x00 target`             | `codec(TargetMeta)`        |
+//! | `cursors`      | `set 0x00 rule 0x00 target`             | offset as `u64` big-endian |
+//! | `retries`      | `set 0x00 rule 0x00 target 0x00 offset` | `codec(RetryEntry)`        |
+//! | `dead_letters` | `set 0x00 rule 0x00 target 0x00 offset` | `codec(DeadLetter)`        |
 //!
 //! Integers in keys and cursor values are big-endian so that byte order equals numeric order.
 //! The delivery-state trees (`retries`, `dead_letters`) key one entry per event offset under the
