@@ -28,6 +28,7 @@ use crate::event::Event;
 use crate::pattern::{Pattern, PatternSet};
 use crate::store::{EventLog, LogOptions};
 
+pub mod deliver;
 pub mod match_workload;
 
 /// Arguments of `bench`.
@@ -37,7 +38,9 @@ pub mod match_workload;
     eventbus bench append --mode embedded --batch 100        # producers put 100 events at once\n  \
     eventbus bench disk                                      # fdatasync rounds and bandwidth\n  \
     eventbus bench reopen --events 10000000                  # recovery time after a crash\n  \
-    eventbus bench match --rules 1,100,1000,10000            # events matched per second\n\
+    eventbus bench match --rules 1,100,1000,10000            # events matched per second\n  \
+    eventbus bench deliver                                   # webhook delivery, batch 1 and 100\n  \
+    eventbus bench deliver --bindings 10 --share false       # ten rules, each reading alone\n\
     Output: one JSON object per line on stdout.")]
 pub struct BenchArgs {
     #[command(subcommand)]
@@ -55,6 +58,9 @@ pub enum Workload {
     Reopen(ReopenArgs),
     /// Pattern matching: cloud-service events against a set of N rules, on one thread.
     Match(MatchArgs),
+    /// Delivery to a loopback webhook the bench runs itself: throughput (unbatched and
+    /// batched) and put-to-webhook latency at a fixed rate.
+    Deliver(deliver::DeliverArgs),
 }
 
 /// Arguments of `bench match`.
@@ -191,6 +197,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         Workload::Disk(a) => disk(a),
         Workload::Reopen(a) => reopen(a),
         Workload::Match(a) => match_rules(a),
+        Workload::Deliver(a) => deliver::run(a),
     }
 }
 
