@@ -717,3 +717,37 @@ async fn delivery_retries_follow_the_backoff_on_paused_time() {
     engine.shutdown().await;
     bus.shutdown().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_bindings_created_one_by_one_on_a_filled_set_each_get_their_events() {
+    let f = fixture().await;
+    let rx = Receiver::start().await;
+    let n = 4000;
+    let events: Vec<Value> = (0..n)
+        .map(|i| json!({"specversion":"1.0","id":format!("e{i}"),"source":"shop","type":"t","data":{"k": i % 8}}))
+        .collect();
+    for chunk in events.chunks(500) {
+        put(&f.bus, chunk.to_vec()).await;
+    }
+    // Created while the engine runs: each creation triggers a reconciliation.
+    let mut bindings = Vec::new();
+    for r in 0..8 {
+        let name = format!("r{r}");
+        rule(&f.bus, &name, json!({"data": {"k": [r]}}));
+        bindings.push(target(
+            &f.bus,
+            &name,
+            "hook",
+            &rx.url(&name),
+            json!({"batch": {"max_events": 10}, "max_in_flight": 4}),
+        ));
+    }
+    for (r, id) in bindings.iter().enumerate() {
+        let s = wait_status(&f, id, 30, "all delivered", |s| s.cursor == n as u64 && s.in_flight == 0).await;
+        let want: BTreeSet<String> = (0..n).filter(|i| i % 8 == r).map(|i| format!("e{i}")).collect();
+        let got: BTreeSet<String> = rx.accepted_ids(&format!("r{r}")).into_iter().collect();
+        assert_eq!(got, want, "{id}: {s:?}");
+        assert_eq!(s.delivered as usize, rx.accepted_ids(&format!("r{r}")).len(), "{id}");
+    }
+    f.engine.shutdown().await;
+}

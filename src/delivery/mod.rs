@@ -214,6 +214,9 @@ struct Inner {
     clock: Clock,
     committer: mpsc::UnboundedSender<committer::CommitRequest>,
     state: tokio::sync::Mutex<State>,
+    /// Serialises whole reconciliations (catalog snapshot + apply): a reconciliation applying
+    /// an older snapshot after a newer one would stop bindings the newer one just started.
+    reconciling: tokio::sync::Mutex<()>,
 }
 
 /// The running delivery engine. Start it after opening the bus; stop it with
@@ -262,6 +265,7 @@ impl Engine {
             clock: Clock::new(),
             committer: ctx,
             state: tokio::sync::Mutex::new(State::default()),
+            reconciling: tokio::sync::Mutex::new(()),
         });
         let (stop, stop_rx) = watch::channel(false);
         let reconciler = tokio::spawn(reconcile_loop(inner.clone(), stop_rx));
@@ -466,6 +470,7 @@ impl Inner {
 
     /// Makes the running workers and dispatchers match the catalog.
     async fn reconcile(&self) -> Result<()> {
+        let _one_at_a_time = self.reconciling.lock().await;
         let wanted = self.wanted().await?;
         let mut st = self.state.lock().await;
         let by_id: HashMap<&BindingId, &Wanted> = wanted.iter().map(|w| (&w.id, w)).collect();

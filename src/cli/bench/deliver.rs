@@ -54,6 +54,9 @@ pub struct DeliverArgs {
     /// Runtime worker threads (engine, receiver and producer share them).
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// Give up (and print every binding's status) when a throughput run takes longer.
+    #[arg(long, default_value_t = 600)]
+    pub timeout_seconds: u64,
     /// Parent directory for the bench's data directory. Default = the system temp dir.
     #[arg(long)]
     pub data_dir: Option<std::path::PathBuf>,
@@ -209,7 +212,7 @@ async fn throughput(a: &DeliverArgs, batch: u64) -> anyhow::Result<()> {
     }
     engine.sync().await?;
     let per_binding = |k: u64| a.events / a.bindings + u64::from(k < a.events % a.bindings);
-    let deadline = Instant::now() + Duration::from_secs(600);
+    let deadline = Instant::now() + Duration::from_secs(a.timeout_seconds);
     loop {
         let mut done = true;
         for (k, id) in ids.iter().enumerate() {
@@ -223,7 +226,10 @@ async fn throughput(a: &DeliverArgs, batch: u64) -> anyhow::Result<()> {
             break;
         }
         if Instant::now() > deadline {
-            bail!("delivery did not finish in 10 minutes");
+            for id in &ids {
+                eprintln!("{id}: {:?}", engine.status(id).await?);
+            }
+            bail!("delivery did not finish in {} s", a.timeout_seconds);
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
