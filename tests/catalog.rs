@@ -1015,7 +1015,7 @@ fn retry(offset: u64, attempts: u32) -> RetryEntry {
         event: event(offset),
         attempts,
         next_attempt_ms: offset.wrapping_add(5_000),
-        first_failure_ms: 2_000,
+        age_from_ms: 2_000,
         last_error: format!("HTTP 503 after attempt {attempts}"),
     }
 }
@@ -1096,6 +1096,7 @@ fn apply_delivery_round_trip_survives_reopen() {
                 remove_retries: vec![1, 2, 3],
                 put_retries: vec![retry(2, 2)],
                 put_dead_letters: vec![dead(3)],
+                target_created_ms: None,
             },
         )])
         .unwrap();
@@ -1153,6 +1154,7 @@ fn apply_delivery_skips_a_deleted_target_and_resurrects_nothing() {
         put_retries: vec![retry(1, 1)],
         remove_retries: vec![],
         put_dead_letters: vec![dead(2)],
+        target_created_ms: None,
     };
     cat.apply_delivery(&[(binding("hook"), full.clone()), (binding("live"), full)])
         .unwrap();
@@ -1352,7 +1354,7 @@ fn redrive_moves_dead_letters_to_retries_with_a_fresh_budget() {
             event: d.event,
             attempts: 0,
             next_attempt_ms: 77_000,
-            first_failure_ms: 77_000,
+            age_from_ms: 77_000,
             last_error: d.last_error,
         };
         assert_eq!(moved, vec![expect(dead(4)), expect(dead(6))]);
@@ -1446,4 +1448,27 @@ fn subscribe_sees_configuration_changes_but_not_delivery_writes() {
     let before = *cat.subscribe().borrow();
     cat.create_set("again", None, None, None).unwrap();
     assert_eq!(*cat.subscribe().borrow(), before + 1);
+}
+
+#[test]
+fn apply_delivery_for_an_earlier_incarnation_of_a_recreated_target_is_skipped() {
+    let (_dir, cat) = with_targets(&["hook"]);
+    let old = cat.get_target("orders", "r1", "hook").unwrap().created_ms;
+    cat.delete_target("orders", "r1", "hook").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(3));
+    let body = serde_json::json!({"name": "hook", "type": "http", "http": {"url": "http://127.0.0.1:1/x"}});
+    let new = cat.create_target("orders", "r1", body).unwrap().created_ms;
+    assert_ne!(old, new);
+    let update = |created| DeliveryUpdate {
+        cursor: Some(9),
+        put_dead_letters: vec![dead(2)],
+        target_created_ms: Some(created),
+        ..DeliveryUpdate::default()
+    };
+    cat.apply_delivery(&[(binding("hook"), update(old))]).unwrap();
+    assert_eq!(cat.get_cursor("orders", "r1", "hook").unwrap(), None);
+    assert_eq!(cat.count_delivery_entries(&binding("hook")).unwrap(), (0, 0));
+    cat.apply_delivery(&[(binding("hook"), update(new))]).unwrap();
+    assert_eq!(cat.get_cursor("orders", "r1", "hook").unwrap(), Some(9));
+    assert_eq!(cat.count_delivery_entries(&binding("hook")).unwrap(), (0, 1));
 }

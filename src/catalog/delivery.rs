@@ -81,8 +81,9 @@ pub struct RetryEntry {
     pub attempts: u32,
     /// Not to be tried before this time (epoch ms).
     pub next_attempt_ms: u64,
-    /// When the first attempt failed (epoch ms); `retry.max_age_seconds` counts from here.
-    pub first_failure_ms: u64,
+    /// Where `retry.max_age_seconds` counts from (epoch ms): the event's ingest time, or the
+    /// time of its redrive (a redrive gives a dead letter a fresh age budget).
+    pub age_from_ms: u64,
     /// Why the last attempt failed.
     pub last_error: String,
 }
@@ -116,6 +117,10 @@ pub struct DeliveryUpdate {
     pub remove_retries: Vec<u64>,
     /// Dead letters to add or replace (keyed by their offset).
     pub put_dead_letters: Vec<DeadLetter>,
+    /// Apply only if the stored target has this creation time: the update belongs to that
+    /// incarnation of the binding, not to a target deleted and re-created under the same name
+    /// meanwhile. `None` = no check.
+    pub target_created_ms: Option<u64>,
 }
 
 impl DeliveryUpdate {
@@ -278,6 +283,7 @@ struct StagedUpdate {
     remove_retries: Vec<sled::IVec>,
     put_retries: Vec<(sled::IVec, sled::IVec)>,
     put_dead_letters: Vec<(sled::IVec, sled::IVec)>,
+    target_created_ms: Option<u64>,
 }
 
 impl StagedUpdate {
@@ -298,6 +304,7 @@ impl StagedUpdate {
                 .iter()
                 .map(|d| Ok((entry_key(d.offset), codec::encode(d)?.into())))
                 .collect::<Result<_>>()?,
+            target_created_ms: u.target_created_ms,
         })
     }
 }
@@ -310,7 +317,8 @@ impl Catalog {
     /// Per update: `remove_retries`, `put_retries`, `put_dead_letters`, then the cursor, which
     /// only moves forward (the stored value becomes max(stored, new)). An update for a binding
     /// whose target no longer exists is skipped silently, so a delete racing the engine never
-    /// resurrects state. Several updates of one binding apply in slice order.
+    /// resurrects state; so is one whose `target_created_ms` names an earlier incarnation of
+    /// a re-created target. Several updates of one binding apply in slice order.
     ///
     /// Does not bump the [`Catalog::subscribe`] generation: these are the engine's own writes.
     pub fn apply_delivery(&self, updates: &[(BindingId, DeliveryUpdate)]) -> Result<()> {
@@ -328,13 +336,20 @@ impl Catalog {
         let _guard = self.lock();
         let mut live = Vec::with_capacity(staged.len());
         for s in staged {
-            if self
+            let Some(target) = self
                 .targets
-                .contains_key(&s.key)
+                .get(&s.key)
                 .map_err(|e| self.err("read catalog", e))?
-            {
-                live.push(s);
+            else {
+                continue;
+            };
+            if let Some(created) = s.target_created_ms {
+                let meta: super::TargetMeta = codec::decode_exact(&target)?;
+                if meta.created_ms != created {
+                    continue;
+                }
             }
+            live.push(s);
         }
         if live.is_empty() {
             return Ok(());
@@ -420,7 +435,7 @@ impl Catalog {
 
     /// Moves dead letters of a binding back to its retries, due at once: the given `offsets`
     /// (those that are not dead letters are ignored), or all when `None`. Each becomes a
-    /// [`RetryEntry`] with 0 attempts, `next_attempt_ms` and `first_failure_ms` = `now_ms`
+    /// [`RetryEntry`] with 0 attempts, `next_attempt_ms` and `age_from_ms` = `now_ms`
     /// (a fresh retry budget) and its `last_error` kept. One transaction and one flush; bumps
     /// the [`Catalog::subscribe`] generation when anything moved, so the engine picks the
     /// entries up. Returns the new retry entries in offset order. `ResourceNotFound.*` like
@@ -467,7 +482,7 @@ impl Catalog {
                 event: d.event,
                 attempts: 0,
                 next_attempt_ms: now_ms,
-                first_failure_ms: now_ms,
+                age_from_ms: now_ms,
                 last_error: d.last_error,
             })
             .collect();

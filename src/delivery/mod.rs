@@ -140,6 +140,9 @@ pub(crate) struct BindingStats {
     pub failed_attempts: AtomicU64,
     pub lost_to_retention: AtomicU64,
     pub following: AtomicBool,
+    /// Set once the worker has loaded its durable state; until then the catalog's figures
+    /// are the truth.
+    pub loaded: AtomicBool,
     pub last_error: Mutex<Option<String>>,
 }
 
@@ -154,6 +157,8 @@ pub enum BindingState {
     /// It cannot run (its target cannot be built, or its worker failed and waits to restart);
     /// `last_error` says why.
     Failed,
+    /// Created since the engine last applied the catalog (it starts within moments).
+    Starting,
 }
 
 /// Delivery status of one binding (INTERFACE.md `"delivery"`).
@@ -184,6 +189,15 @@ pub struct BindingStatus {
     pub following: bool,
     /// The last failure, if any.
     pub last_error: Option<String>,
+}
+
+/// Where [`Engine::seek`] moves a cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeekTo {
+    /// This offset (the end of the log at most).
+    Offset(u64),
+    /// The first event ingested at or after this time (epoch ms).
+    Time(u64),
 }
 
 struct Running {
@@ -304,15 +318,17 @@ impl Engine {
             BindingState::Running
         } else if st.paused.contains_key(id) {
             BindingState::Paused
-        } else {
+        } else if st.failed.contains_key(id) {
             BindingState::Failed
+        } else {
+            BindingState::Starting
         };
         let last_error = stats
             .last_error
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let running = state == BindingState::Running;
+        let running = state == BindingState::Running && stats.loaded.load(Ordering::Acquire);
         let cursor = if running {
             stats.cursor.load(Ordering::Relaxed)
         } else {
@@ -359,10 +375,10 @@ impl Engine {
     /// Sends dead letters (all, or the given offsets) through delivery again, with a fresh
     /// attempt count; returns how many were redriven.
     pub async fn redrive(&self, id: &BindingId, offsets: Option<Vec<u64>>) -> Result<usize> {
-        let cmds = {
-            let st = self.inner.state.lock().await;
-            st.running.get(id).map(|r| r.cmds.clone())
-        };
+        // Held until the end: a worker starting meanwhile would load its state before the
+        // catalog redrive below and never see the redriven entries.
+        let st = self.inner.state.lock().await;
+        let cmds = st.running.get(id).map(|r| r.cmds.clone());
         if let Some(cmds) = cmds {
             let (tx, rx) = oneshot::channel();
             let sent = cmds
@@ -389,6 +405,37 @@ impl Engine {
         })
         .await
         .map_err(|e| Error::Codec(format!("redrive failed: {e}")))?
+    }
+
+    /// Moves a binding's cursor (a seek): its worker is stopped (its final commit lands
+    /// first), the cursor is written durably, and the worker restarts from there. Retries and
+    /// dead letters are kept. Returns the new cursor.
+    pub async fn seek(&self, id: &BindingId, to: SeekTo) -> Result<u64> {
+        let bus = &self.inner.bus;
+        let offset = match to {
+            SeekTo::Offset(o) => o.min(bus.next_offset(&id.set)?),
+            SeekTo::Time(t) => bus.offset_at_time(&id.set, t)?,
+        };
+        let mut st = self.inner.state.lock().await;
+        if let Some(r) = st.running.remove(id) {
+            let _ = r.stop.send(true);
+            if let Ok(Err(e)) = r.task.await {
+                tracing::warn!(binding = %id, error = %e, "worker stopped with an error before a seek");
+            }
+        }
+        let (bus2, id2) = (bus.clone(), id.clone());
+        tokio::task::spawn_blocking(move || {
+            bus2.catalog()
+                .put_cursor(&id2.set, &id2.rule, &id2.target, offset)
+        })
+        .await
+        .map_err(|e| Error::Codec(format!("seek failed: {e}")))??;
+        if let Some(s) = st.stats.get(id) {
+            s.cursor.store(offset, Ordering::Relaxed);
+        }
+        drop(st);
+        self.inner.reconcile().await?;
+        Ok(offset)
     }
 
     /// Stops every worker (each finishes or abandons its requests in flight within the drain
@@ -487,9 +534,15 @@ impl Inner {
             })
             .map(|(id, _)| id.clone())
             .collect();
-        for id in stale {
-            let r = st.running.remove(&id).expect("listed");
+        // Tell them all first, so their drains overlap.
+        let stopping: Vec<(BindingId, Running)> = stale
+            .into_iter()
+            .filter_map(|id| st.running.remove(&id).map(|r| (id, r)))
+            .collect();
+        for (_, r) in &stopping {
             let _ = r.stop.send(true);
+        }
+        for (id, r) in stopping {
             let fingerprint = r.fingerprint.clone();
             match r.task.await {
                 Ok(Ok(())) => {}
@@ -605,7 +658,11 @@ impl Inner {
         };
         let pattern = Pattern::parse_str(&w.pattern_text)
             .map_err(|e| Error::Codec(format!("stored pattern: {}", e.message)))?;
-        let settings = delivery_settings(&body);
+        let mut settings = delivery_settings(&body);
+        if !target.supports_batches() {
+            settings.batch_max_events = 1;
+        }
+        stats.loaded.store(false, Ordering::Release);
         let (stop, stop_rx) = watch::channel(false);
         let (cmds, cmds_rx) = mpsc::channel(8);
         let cfg = worker::WorkerConfig {

@@ -73,7 +73,8 @@ struct Item {
     m: Matched,
     /// Attempts made so far.
     attempts: u32,
-    first_failure_ms: u64,
+    /// Where the retry age counts from: ingest, or the redrive.
+    age_from_ms: u64,
     last_error: String,
     /// True when it has a retry entry in the catalog (a retry or a redriven dead letter).
     retry: bool,
@@ -82,9 +83,9 @@ struct Item {
 impl Item {
     fn new(m: Matched) -> Item {
         Item {
+            age_from_ms: m.ingest_time_ms,
             m,
             attempts: 0,
-            first_failure_ms: 0,
             last_error: String::new(),
             retry: false,
         }
@@ -98,7 +99,7 @@ impl Item {
                 event: Arc::new(e.event),
             },
             attempts: e.attempts,
-            first_failure_ms: e.first_failure_ms,
+            age_from_ms: e.age_from_ms,
             last_error: e.last_error,
             retry: true,
         }
@@ -111,7 +112,7 @@ impl Item {
             event: Event::clone(&self.m.event),
             attempts: self.attempts,
             next_attempt_ms,
-            first_failure_ms: self.first_failure_ms,
+            age_from_ms: self.age_from_ms,
             last_error: self.last_error.clone(),
         }
     }
@@ -154,9 +155,10 @@ impl Pending {
         self.put_retries.remove(&offset);
         self.remove_retries.insert(offset);
     }
-    fn take(&mut self, cursor: Option<u64>) -> DeliveryUpdate {
+    fn take(&mut self, cursor: Option<u64>, target_created_ms: u64) -> DeliveryUpdate {
         let p = std::mem::take(self);
         DeliveryUpdate {
+            target_created_ms: Some(target_created_ms),
             cursor,
             put_retries: p.put_retries.into_values().collect(),
             remove_retries: p.remove_retries.into_iter().collect(),
@@ -178,9 +180,8 @@ struct Worker {
     outstanding: BTreeSet<u64>,
     /// Matched offsets read at or after the durable cursor (the duplicate window).
     uncommitted: VecDeque<u64>,
-    /// New events waiting to be sent, and when the oldest arrived.
-    queue: VecDeque<Item>,
-    queue_since: Option<Instant>,
+    /// New events waiting to be sent, each with the time it was queued.
+    queue: VecDeque<(Instant, Item)>,
     /// Scheduled retries by (due time, offset).
     retries: BTreeMap<(u64, u64), Item>,
     /// Ordered mode: the batch that failed, and when to send it again.
@@ -193,6 +194,12 @@ struct Worker {
     commit_cursor: Option<u64>,
     committed: u64,
     stopping: bool,
+    /// Offsets at or above the start cursor that already have a retry entry or a dead letter
+    /// (the cursor was held below them when the binding last stopped): reading skips them, so
+    /// they are not sent a second time as new events.
+    skip: BTreeSet<u64>,
+    /// Events lost to retention by readers this worker used before the current one.
+    lost_before: u64,
 }
 
 /// Runs the binding until `stop` turns true (Ok) or its state cannot be committed (Err: the
@@ -205,12 +212,23 @@ pub async fn run(
     let bus = cfg.bus.clone();
     let id = cfg.id.clone();
     let load_id = id.clone();
-    let (cursor, retries, dead_letters) = tokio::task::spawn_blocking({
+    let (cursor, retries, dead_letters, dead_above) = tokio::task::spawn_blocking({
         let bus = bus.clone();
         move || -> crate::Result<_> {
             let (cursor, retries) = bus.catalog().load_delivery_state(&load_id)?;
             let (_, dead_letters) = bus.catalog().count_delivery_entries(&load_id)?;
-            Ok((cursor, retries, dead_letters))
+            // Dead letters at or above the cursor (the cursor was held below them by an
+            // earlier event): reading must not send them again.
+            let dead_above = match cursor {
+                Some(c) => bus
+                    .catalog()
+                    .list_dead_letters(&load_id, c.checked_sub(1), usize::MAX)?
+                    .into_iter()
+                    .map(|d| d.offset)
+                    .collect(),
+                None => Vec::new(),
+            };
+            Ok((cursor, retries, dead_letters, dead_above))
         }
     })
     .await
@@ -219,7 +237,23 @@ pub async fn run(
     cfg.stats.dead_lettered.store(dead_letters, Ordering::Relaxed);
 
     let s = &cfg.settings;
+    let end = bus.next_offset(&id.set).map_err(|e| e.to_string())?;
     let start = match cursor {
+        // A cursor past the end of the log: only possible when the log lost acknowledged
+        // events (a weaker persist policy and a power loss). Offsets from there on are new
+        // events; start at the end so they are delivered.
+        Some(c) if c > end => {
+            tracing::warn!(binding = %id, cursor = c, end, "cursor beyond the end of the log; moved back to the end");
+            let (bus2, id2) = (bus.clone(), id.clone());
+            tokio::task::spawn_blocking(move || {
+                bus2.catalog()
+                    .put_cursor(&id2.set, &id2.rule, &id2.target, end)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+            end
+        }
         Some(c) => c,
         None => match s.start {
             StartPosition::Latest => bus.offset_at_time(&id.set, cfg.created_ms),
@@ -239,7 +273,6 @@ pub async fn run(
         outstanding: BTreeSet::new(),
         uncommitted: VecDeque::new(),
         queue: VecDeque::new(),
-        queue_since: None,
         retries: BTreeMap::new(),
         blocked: None,
         in_flight_batches: 0,
@@ -247,16 +280,23 @@ pub async fn run(
         pending: Pending::default(),
         commit_cursor: None,
         committed: if cursor.is_some() { start } else { 0 },
+        skip: BTreeSet::new(),
+        lost_before: 0,
         stopping: false,
         cfg,
     };
     for e in retries {
+        if e.offset >= start {
+            w.skip.insert(e.offset);
+        }
         let due = e.next_attempt_ms;
         let item = Item::from_entry(e);
         w.retries.insert((due, item.m.offset), item);
     }
+    w.skip.extend(dead_above.into_iter().filter(|o| *o >= start));
     w.cfg.stats.cursor.store(start, Ordering::Relaxed);
     w.publish();
+    w.cfg.stats.loaded.store(true, Ordering::Release);
 
     let mut source = Source::Own(bus.read_from(&id.set, start).map_err(|e| e.to_string())?);
     let mut in_flight: JoinSet<(Vec<Item>, Result<(), SendError>)> = JoinSet::new();
@@ -327,6 +367,7 @@ pub async fn run(
                     w.in_flight_batches = 0;
                     w.in_flight_retries = 0;
                     w.cfg.stats.in_flight.store(0, Ordering::Relaxed);
+                    drain_deadline = None;
                 }
             }
             Wake::Read(Ok(first)) => {
@@ -344,11 +385,16 @@ pub async fn run(
                     return Err(format!("reading the log: {e}"));
                 }
             }
-            Wake::Feed(Some(feed)) => w.on_feed(feed),
+            Wake::Feed(Some(feed)) => {
+                if !w.on_feed(feed) {
+                    w.cfg.stats.following.store(false, Ordering::Relaxed);
+                    source = w.own_reader(&source)?;
+                }
+            }
             Wake::Feed(None) => {
                 // The dispatcher let go of us (we fell behind): read on our own from here.
                 w.cfg.stats.following.store(false, Ordering::Relaxed);
-                source = Source::Own(bus.read_from(&id.set, w.scanned).map_err(|e| e.to_string())?);
+                source = w.own_reader(&source)?;
             }
         }
     }
@@ -374,12 +420,19 @@ impl Worker {
     }
 
     fn accept(&mut self, m: Matched) {
-        if self.queue.is_empty() {
-            self.queue_since = Some(Instant::now());
+        if !self.skip.is_empty() {
+            // Passed offsets leave the set; a listed one is already being handled.
+            let listed = self.skip.remove(&m.offset);
+            while self.skip.first().is_some_and(|o| *o < m.offset) {
+                self.skip.pop_first();
+            }
+            if listed {
+                return;
+            }
         }
         self.outstanding.insert(m.offset);
         self.uncommitted.push_back(m.offset);
-        self.queue.push_back(Item::new(m));
+        self.queue.push_back((Instant::now(), Item::new(m)));
     }
 
     /// Handles `first` and whatever else is visible (a chunk, within the window). True when
@@ -411,11 +464,24 @@ impl Worker {
                 Err(_) => {}
             }
         }
-        self.cfg
-            .stats
-            .lost_to_retention
-            .store(reader.skipped_by_retention(), Ordering::Relaxed);
+        self.cfg.stats.lost_to_retention.store(
+            self.lost_before + reader.skipped_by_retention(),
+            Ordering::Relaxed,
+        );
         at_end
+    }
+
+    /// A reader of our own from `scanned` (leaving the dispatcher, or replacing a reader).
+    fn own_reader(&mut self, old: &Source) -> Result<Source, String> {
+        if let Source::Own(r) = old {
+            self.lost_before += r.skipped_by_retention();
+        }
+        let reader = self
+            .cfg
+            .bus
+            .read_from(&self.cfg.id.set, self.scanned)
+            .map_err(|e| e.to_string())?;
+        Ok(Source::Own(reader))
     }
 
     /// At the end of the log: ask the set's dispatcher to carry us from here.
@@ -423,7 +489,7 @@ impl Worker {
         let Some(d) = &self.cfg.dispatcher else {
             return;
         };
-        let (tx, rx) = mpsc::channel(self.cfg.feed_capacity);
+        let (tx, rx) = mpsc::channel(self.cfg.feed_capacity.max(1));
         let (ok_tx, ok_rx) = oneshot::channel();
         let msg = dispatcher::Msg::Join {
             rule: self.cfg.id.rule.clone(),
@@ -432,18 +498,31 @@ impl Worker {
             accepted: ok_tx,
         };
         if d.send(msg).await.is_ok() && ok_rx.await == Ok(true) {
+            if let Source::Own(r) = source {
+                self.lost_before += r.skipped_by_retention();
+            }
             *source = Source::Follow(rx);
             self.cfg.stats.following.store(true, Ordering::Relaxed);
         }
     }
 
-    fn on_feed(&mut self, feed: Feed) {
+    /// Takes a feed's events. False when the window filled up before the end of the feed:
+    /// the worker must then leave the dispatcher and read on its own from `scanned`, which
+    /// stays at the first event it did not take.
+    fn on_feed(&mut self, feed: Feed) -> bool {
         for m in feed.matched.iter() {
-            if m.offset >= self.scanned {
-                self.accept(m.clone());
+            if m.offset < self.scanned {
+                continue;
             }
+            if self.uncommitted.len() >= self.window {
+                self.scanned = m.offset;
+                return false;
+            }
+            self.accept(m.clone());
+            self.scanned = m.offset + 1;
         }
         self.scanned = self.scanned.max(feed.scanned_to);
+        true
     }
 
     /// When the worker must wake up without other news: a batch's wait is over, a retry is
@@ -452,11 +531,10 @@ impl Worker {
         let mut t: Option<Instant> = None;
         let mut earliest = |i: Instant| t = Some(t.map_or(i, |t: Instant| t.min(i)));
         if self.free_slots() > 0 {
-            if let Some(since) = self.queue_since
-                && !self.queue.is_empty()
+            if let Some((since, _)) = self.queue.front()
                 && self.queue.len() < self.max_events
             {
-                earliest(since + self.max_wait);
+                earliest(*since + self.max_wait);
             }
             if let Some(((due, _), _)) = self.retries.first_key_value() {
                 earliest(self.cfg.clock.instant_at(*due));
@@ -508,17 +586,14 @@ impl Worker {
                 self.spawn(in_flight, batch);
                 continue;
             }
+            // A partial batch goes when its oldest event has waited max_wait.
             let wait_over = self
-                .queue_since
-                .is_some_and(|s| Instant::now() >= s + self.max_wait);
-            if self.queue.len() >= self.max_events || (!self.queue.is_empty() && wait_over) {
+                .queue
+                .front()
+                .is_some_and(|(since, _)| Instant::now() >= *since + self.max_wait);
+            if self.queue.len() >= self.max_events || wait_over {
                 let n = self.queue.len().min(self.max_events);
-                let batch: Vec<Item> = self.queue.drain(..n).collect();
-                self.queue_since = if self.queue.is_empty() {
-                    None
-                } else {
-                    Some(Instant::now())
-                };
+                let batch: Vec<Item> = self.queue.drain(..n).map(|(_, i)| i).collect();
                 self.spawn(in_flight, batch);
                 continue;
             }
@@ -565,13 +640,10 @@ impl Worker {
                 for mut item in batch {
                     item.attempts += 1;
                     item.last_error = e.message.clone();
-                    if item.first_failure_ms == 0 {
-                        item.first_failure_ms = now;
-                    }
                     match self.policy.after_failure(
                         item.attempts,
                         &e,
-                        item.m.ingest_time_ms,
+                        item.age_from_ms,
                         now,
                         &mut self.rng,
                     ) {
@@ -595,16 +667,9 @@ impl Worker {
         for item in &mut batch {
             item.attempts += 1;
             item.last_error = e.message.clone();
-            if item.first_failure_ms == 0 {
-                item.first_failure_ms = now;
-            }
         }
         let attempts = batch.iter().map(|i| i.attempts).max().unwrap_or(1);
-        let oldest = batch
-            .iter()
-            .map(|i| i.m.ingest_time_ms)
-            .min()
-            .unwrap_or(now);
+        let oldest = batch.iter().map(|i| i.age_from_ms).min().unwrap_or(now);
         match self
             .policy
             .after_failure(attempts, e, oldest, now, &mut self.rng)
@@ -673,7 +738,9 @@ impl Worker {
         if !moves && self.pending.is_empty() {
             return None;
         }
-        let update = self.pending.take(moves.then_some(c));
+        let update = self
+            .pending
+            .take(moves.then_some(c), self.cfg.created_ms);
         let (tx, rx) = oneshot::channel();
         let req = CommitRequest {
             id: self.cfg.id.clone(),
