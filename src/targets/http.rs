@@ -418,6 +418,9 @@ fn parse_headers(v: &Value) -> Result<HeaderMap> {
 pub struct HttpTarget {
     settings: HttpSettings,
     client: reqwest::Client,
+    /// The binding batches (`batch.max_events` > 1): every request carries an array, even
+    /// when only one event was ready, so the receiver sees one shape.
+    batched: bool,
 }
 
 impl HttpTarget {
@@ -440,7 +443,18 @@ impl HttpTarget {
                     e.without_url()
                 ))
             })?;
-        Ok(HttpTarget { settings, client })
+        Ok(HttpTarget {
+            settings,
+            client,
+            batched: false,
+        })
+    }
+
+    /// Always sends arrays (CloudEvents batch format, or an array of `data` values), also for
+    /// a single event: set when the binding's `batch.max_events` is above 1. Default = false.
+    pub fn batched(mut self, on: bool) -> HttpTarget {
+        self.batched = on;
+        self
     }
 
     /// The target's settings.
@@ -456,7 +470,7 @@ impl HttpTarget {
             body,
             mut headers,
             webhook_id,
-        } = render(self.settings.mode, events)?;
+        } = render(self.settings.mode, self.batched, events)?;
         for (name, value) in &self.settings.headers {
             headers.append(name.clone(), value.clone());
         }
@@ -514,10 +528,14 @@ struct Rendered {
     webhook_id: String,
 }
 
-fn render(mode: HttpMode, events: &[Arc<Event>]) -> std::result::Result<Rendered, SendError> {
+fn render(
+    mode: HttpMode,
+    batched: bool,
+    events: &[Arc<Event>],
+) -> std::result::Result<Rendered, SendError> {
     let mut headers = HeaderMap::new();
     let body = match (mode, events) {
-        (HttpMode::Structured, [event]) => {
+        (HttpMode::Structured, [event]) if !batched => {
             let mut body = Vec::with_capacity(event.data.len() + 256);
             write_structured(event, &mut body);
             headers.insert(
@@ -557,7 +575,7 @@ fn render(mode: HttpMode, events: &[Arc<Event>]) -> std::result::Result<Rendered
                 events.len()
             )));
         }
-        (HttpMode::Data, [event]) => {
+        (HttpMode::Data, [event]) if !batched => {
             let ct = match &event.datacontenttype {
                 Some(ct) if !event.data.is_empty() => content_type(ct)?,
                 _ => HeaderValue::from_static(CT_JSON),

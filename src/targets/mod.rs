@@ -62,9 +62,14 @@ pub fn build(body: &Value) -> Result<Arc<dyn Target>> {
     let ty = body.get("type").and_then(Value::as_str).unwrap_or_default();
     let settings = body.get(ty).cloned().unwrap_or(Value::Null);
     match ty {
-        "http" => Ok(Arc::new(http::HttpTarget::new(http::HttpSettings::parse(
-            &settings,
-        )?)?)),
+        "http" => {
+            let batched = body
+                .pointer("/batch/max_events")
+                .and_then(Value::as_u64)
+                .is_some_and(|n| n > 1);
+            let target = http::HttpTarget::new(http::HttpSettings::parse(&settings)?)?;
+            Ok(Arc::new(target.batched(batched)))
+        }
         other => Err(Error::Unsupported(format!(
             "target type {other:?} is not implemented yet; only \"http\" targets deliver"
         ))),
