@@ -1465,10 +1465,47 @@ fn apply_delivery_for_an_earlier_incarnation_of_a_recreated_target_is_skipped() 
         target_created_ms: Some(created),
         ..DeliveryUpdate::default()
     };
-    cat.apply_delivery(&[(binding("hook"), update(old))]).unwrap();
+    cat.apply_delivery(&[(binding("hook"), update(old))])
+        .unwrap();
     assert_eq!(cat.get_cursor("orders", "r1", "hook").unwrap(), None);
-    assert_eq!(cat.count_delivery_entries(&binding("hook")).unwrap(), (0, 0));
-    cat.apply_delivery(&[(binding("hook"), update(new))]).unwrap();
+    assert_eq!(
+        cat.count_delivery_entries(&binding("hook")).unwrap(),
+        (0, 0)
+    );
+    cat.apply_delivery(&[(binding("hook"), update(new))])
+        .unwrap();
     assert_eq!(cat.get_cursor("orders", "r1", "hook").unwrap(), Some(9));
-    assert_eq!(cat.count_delivery_entries(&binding("hook")).unwrap(), (0, 1));
+    assert_eq!(
+        cat.count_delivery_entries(&binding("hook")).unwrap(),
+        (0, 1)
+    );
+}
+
+#[test]
+fn target_unknown_fields_are_refused_with_their_path() {
+    let (_dir, cat) = with_targets(&[]);
+    let base = || serde_json::json!({"name": "t1", "type": "http", "http": {"url": "http://127.0.0.1:1/x"}});
+    for (patch, path) in [
+        (serde_json::json!({"orderd": true}), "$.orderd"),
+        (
+            serde_json::json!({"retry": {"max_attempt": 3}}),
+            "$.retry.max_attempt",
+        ),
+        (serde_json::json!({"batch": {"size": 3}}), "$.batch.size"),
+        (
+            serde_json::json!({"dead_letter": {"mod": "dlq"}}),
+            "$.dead_letter.mod",
+        ),
+        (serde_json::json!({"notify": {}}), "$.notify"),
+    ] {
+        let mut body = base();
+        for (k, v) in patch.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let e = cat.create_target("orders", "r1", body).unwrap_err();
+        assert!(
+            matches!(&e, eventbus::Error::Rejected { path: Some(p), code, .. } if p == path && code == "InvalidParameterValue"),
+            "{path}: {e:?}"
+        );
+    }
 }

@@ -99,7 +99,10 @@ fn event(i: usize, kind: &str) -> Value {
 }
 
 async fn put(bus: &EventBus, events: Vec<Value>) -> Vec<u64> {
-    let out = bus.put_events(SET, &events, Producer::Custom).await.unwrap();
+    let out = bus
+        .put_events(SET, &events, Producer::Custom)
+        .await
+        .unwrap();
     out.entries
         .iter()
         .map(|e| match e {
@@ -126,7 +129,10 @@ async fn wait_status(
         if cond(&s) {
             return s;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}: {s:?}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {s:?}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -147,8 +153,10 @@ async fn delivery_every_matching_event_reaches_the_target_once() {
         .collect();
     put(&f.bus, events).await;
     let want: BTreeSet<String> = (0..200).step_by(2).map(|i| format!("e{i}")).collect();
-    rx.wait_until(20, "100 deliveries", |r| r.accepted_ids("hook").len() >= 100)
-        .await;
+    rx.wait_until(20, "100 deliveries", |r| {
+        r.accepted_ids("hook").len() >= 100
+    })
+    .await;
     let got = rx.accepted_ids("hook");
     assert_eq!(got.iter().cloned().collect::<BTreeSet<_>>(), want);
     assert_eq!(got.len(), 100, "no failures, so no duplicates");
@@ -161,9 +169,15 @@ async fn delivery_every_matching_event_reaches_the_target_once() {
             .starts_with("application/cloudevents+json")
     );
     let s = wait_status(&f, &id, 10, "cursor at the end", |s| s.cursor == 200).await;
-    assert_eq!((s.delivered, s.lag, s.in_flight, s.retrying), (100, 0, 0, 0));
+    assert_eq!(
+        (s.delivered, s.lag, s.in_flight, s.retrying),
+        (100, 0, 0, 0)
+    );
     assert_eq!(s.state, BindingState::Running);
-    assert_eq!(f.bus.catalog().get_cursor(SET, "paid", "hook").unwrap(), Some(200));
+    assert_eq!(
+        f.bus.catalog().get_cursor(SET, "paid", "hook").unwrap(),
+        Some(200)
+    );
     f.engine.shutdown().await;
 }
 
@@ -172,7 +186,13 @@ async fn delivery_receiver_failing_k_times_then_succeeding_gets_every_event() {
     let f = fixture().await;
     let rx = Receiver::start().await;
     // The first 3 requests fail with 503, then everything succeeds.
-    rx.set_policy("hook", |_, n| if n < 3 { Answer::status(503) } else { Answer::ok() });
+    rx.set_policy("hook", |_, n| {
+        if n < 3 {
+            Answer::status(503)
+        } else {
+            Answer::ok()
+        }
+    });
     rule(&f.bus, "all", json!({"source": ["shop"]}));
     let id = target(&f.bus, "all", "hook", &rx.url("hook"), json!({}));
     f.engine.sync().await.unwrap();
@@ -181,7 +201,10 @@ async fn delivery_receiver_failing_k_times_then_succeeding_gets_every_event() {
         r.accepted_ids("hook").iter().collect::<HashSet<_>>().len() == 20
     })
     .await;
-    let s = wait_status(&f, &id, 10, "retries drained", |s| s.retrying == 0 && s.cursor == 20).await;
+    let s = wait_status(&f, &id, 10, "retries drained", |s| {
+        s.retrying == 0 && s.cursor == 20
+    })
+    .await;
     assert_eq!(s.failed_attempts, 3);
     assert_eq!(s.delivered, 20);
     assert_eq!(s.dead_lettered, 0);
@@ -218,7 +241,10 @@ async fn delivery_always_failing_receiver_dead_letters_then_redrive_delivers() {
     }
     // Paging.
     let page = f.engine.dead_letters(&id, Some(1), 2).await.unwrap();
-    assert_eq!(page.iter().map(|d| d.offset).collect::<Vec<_>>(), vec![2, 3]);
+    assert_eq!(
+        page.iter().map(|d| d.offset).collect::<Vec<_>>(),
+        vec![2, 3]
+    );
 
     rx.set_policy("hook", |_, _| Answer::ok());
     assert_eq!(f.engine.redrive(&id, None).await.unwrap(), 5);
@@ -229,7 +255,13 @@ async fn delivery_always_failing_receiver_dead_letters_then_redrive_delivers() {
     })
     .await;
     assert_eq!(s.delivered, 5);
-    assert!(f.engine.dead_letters(&id, None, 100).await.unwrap().is_empty());
+    assert!(
+        f.engine
+            .dead_letters(&id, None, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     f.engine.shutdown().await;
 }
 
@@ -260,9 +292,15 @@ async fn delivery_client_errors_are_not_retried_and_drop_or_ignore_apply() {
     put(&f.bus, (0..3).map(|i| event(i, "paid")).collect()).await;
     let s = wait_status(&f, &dlq, 10, "dlq", |s| s.dead_lettered == 3).await;
     assert_eq!(s.failed_attempts, 3, "one attempt each: 400 is not retried");
-    let s = wait_status(&f, &drop, 10, "dropped", |s| s.dropped == 3 && s.cursor == 3).await;
+    let s = wait_status(&f, &drop, 10, "dropped", |s| {
+        s.dropped == 3 && s.cursor == 3
+    })
+    .await;
     assert_eq!((s.dead_lettered, s.delivered), (0, 0));
-    let s = wait_status(&f, &ignore, 10, "ignored", |s| s.delivered == 3 && s.cursor == 3).await;
+    let s = wait_status(&f, &ignore, 10, "ignored", |s| {
+        s.delivered == 3 && s.cursor == 3
+    })
+    .await;
     assert_eq!((s.dead_lettered, s.dropped), (0, 0));
     assert_eq!(rx.received("dlq").len(), 3);
     assert_eq!(rx.received("drop").len(), 3);
@@ -304,7 +342,11 @@ async fn delivery_a_failing_event_does_not_block_the_others() {
     let f = fixture().await;
     let rx = Receiver::start().await;
     rx.set_policy("hook", |r, _| {
-        if r.ids() == ["e0"] { Answer::status(500) } else { Answer::ok() }
+        if r.ids() == ["e0"] {
+            Answer::status(500)
+        } else {
+            Answer::ok()
+        }
     });
     rule(&f.bus, "all", json!({"source": ["shop"]}));
     let id = target(
@@ -321,11 +363,7 @@ async fn delivery_a_failing_event_does_not_block_the_others() {
     // The cursor moved past e0: its retry is durable, so it no longer holds the binding.
     let s = wait_status(&f, &id, 10, "cursor past e0", |s| s.cursor == 30).await;
     assert_eq!(s.retrying, 1);
-    let (_, retries) = f
-        .bus
-        .catalog()
-        .load_delivery_state(&id)
-        .unwrap();
+    let (_, retries) = f.bus.catalog().load_delivery_state(&id).unwrap();
     assert_eq!(retries.len(), 1);
     assert_eq!(retries[0].event.id, "e0");
     f.engine.shutdown().await;
@@ -372,7 +410,11 @@ async fn delivery_ordered_mode_keeps_log_order_under_failures() {
     assert_eq!(got, want, "ordered delivery must follow the log");
     // And never more than one request at a time: each request starts after the previous
     // answer, so arrivals of different events never interleave with a failure in between.
-    let received: Vec<String> = rx.received("hook").iter().map(|r| r.ids().join(",")).collect();
+    let received: Vec<String> = rx
+        .received("hook")
+        .iter()
+        .map(|r| r.ids().join(","))
+        .collect();
     let mut last = String::new();
     let mut done = HashSet::new();
     for k in received {
@@ -425,12 +467,20 @@ async fn delivery_disabling_a_rule_pauses_and_enabling_resumes_from_the_cursor()
     let id = target(&f.bus, "all", "hook", &rx.url("hook"), json!({}));
     f.engine.sync().await.unwrap();
     put(&f.bus, (0..5).map(|i| event(i, "paid")).collect()).await;
-    rx.wait_until(10, "5", |r| r.accepted_ids("hook").len() == 5).await;
+    rx.wait_until(10, "5", |r| r.accepted_ids("hook").len() == 5)
+        .await;
     wait_status(&f, &id, 10, "cursor 5", |s| s.cursor == 5).await;
 
     f.bus
         .catalog()
-        .update_rule(SET, "all", RulePatch { enabled: Some(false), ..RulePatch::default() })
+        .update_rule(
+            SET,
+            "all",
+            RulePatch {
+                enabled: Some(false),
+                ..RulePatch::default()
+            },
+        )
         .unwrap();
     f.engine.sync().await.unwrap();
     let s = status(&f, &id).await;
@@ -442,9 +492,17 @@ async fn delivery_disabling_a_rule_pauses_and_enabling_resumes_from_the_cursor()
 
     f.bus
         .catalog()
-        .update_rule(SET, "all", RulePatch { enabled: Some(true), ..RulePatch::default() })
+        .update_rule(
+            SET,
+            "all",
+            RulePatch {
+                enabled: Some(true),
+                ..RulePatch::default()
+            },
+        )
         .unwrap();
-    rx.wait_until(10, "10", |r| r.accepted_ids("hook").len() == 10).await;
+    rx.wait_until(10, "10", |r| r.accepted_ids("hook").len() == 10)
+        .await;
     assert_eq!(
         rx.accepted_ids("hook").into_iter().collect::<BTreeSet<_>>(),
         ids(0..10)
@@ -463,9 +521,27 @@ async fn delivery_start_positions_latest_earliest_and_time() {
     tokio::time::sleep(Duration::from_millis(20)).await;
     put(&f.bus, (3..5).map(|i| event(i, "paid")).collect()).await;
     tokio::time::sleep(Duration::from_millis(20)).await;
-    target(&f.bus, "all", "latest", &rx.url("latest"), json!({"start": "latest"}));
-    target(&f.bus, "all", "earliest", &rx.url("earliest"), json!({"start": "earliest"}));
-    target(&f.bus, "all", "time", &rx.url("time"), json!({"start": {"time": mid}}));
+    target(
+        &f.bus,
+        "all",
+        "latest",
+        &rx.url("latest"),
+        json!({"start": "latest"}),
+    );
+    target(
+        &f.bus,
+        "all",
+        "earliest",
+        &rx.url("earliest"),
+        json!({"start": "earliest"}),
+    );
+    target(
+        &f.bus,
+        "all",
+        "time",
+        &rx.url("time"),
+        json!({"start": {"time": mid}}),
+    );
     f.engine.sync().await.unwrap();
     put(&f.bus, vec![event(5, "paid")]).await;
     rx.wait_until(10, "all three", |r| {
@@ -494,7 +570,11 @@ async fn delivery_bindings_of_one_set_share_the_tail_reader() {
     }
     f.engine.sync().await.unwrap();
     // Trigger a first read so every worker reaches the end and joins.
-    put(&f.bus, vec![json!({"specversion":"1.0","id":"warm","source":"shop","type":"t","data":{"k":-1}})]).await;
+    put(
+        &f.bus,
+        vec![json!({"specversion":"1.0","id":"warm","source":"shop","type":"t","data":{"k":-1}})],
+    )
+    .await;
     for id in &bindings {
         wait_status(&f, id, 10, "following", |s| s.following).await;
     }
@@ -506,8 +586,14 @@ async fn delivery_bindings_of_one_set_share_the_tail_reader() {
         let name = format!("r{r}");
         rx.wait_until(10, "per-rule events", |x| x.accepted_ids(&name).len() == 50)
             .await;
-        let want: BTreeSet<String> = (0..200).filter(|i| i % 4 == r).map(|i| format!("e{i}")).collect();
-        assert_eq!(rx.accepted_ids(&name).into_iter().collect::<BTreeSet<_>>(), want);
+        let want: BTreeSet<String> = (0..200)
+            .filter(|i| i % 4 == r)
+            .map(|i| format!("e{i}"))
+            .collect();
+        assert_eq!(
+            rx.accepted_ids(&name).into_iter().collect::<BTreeSet<_>>(),
+            want
+        );
     }
     for id in &bindings {
         let s = wait_status(&f, id, 10, "cursor at end", |s| s.cursor == 201).await;
@@ -526,12 +612,20 @@ async fn delivery_slow_target_does_not_slow_another_binding() {
         delay: Duration::from_secs(3),
     });
     rule(&f.bus, "all", json!({"source": ["shop"]}));
-    let slow = target(&f.bus, "all", "slow", &rx.url("slow"), json!({"max_in_flight": 2, "http": {"timeout_ms": 10000}}));
+    let slow = target(
+        &f.bus,
+        "all",
+        "slow",
+        &rx.url("slow"),
+        json!({"max_in_flight": 2, "http": {"timeout_ms": 10000}}),
+    );
     target(&f.bus, "all", "fast", &rx.url("fast"), json!({}));
     f.engine.sync().await.unwrap();
     put(&f.bus, (0..300).map(|i| event(i, "paid")).collect()).await;
-    rx.wait_until(10, "fast target done", |r| r.accepted_ids("fast").len() == 300)
-        .await;
+    rx.wait_until(10, "fast target done", |r| {
+        r.accepted_ids("fast").len() == 300
+    })
+    .await;
     // The slow binding has only its first two requests out (and nothing answered yet).
     let s = status(&f, &slow).await;
     assert!(s.delivered <= 2, "{s:?}");
@@ -581,10 +675,14 @@ async fn delivery_retry_schedules_and_dead_letters_survive_a_restart() {
     engine.sync().await.unwrap();
     let s = engine.status(&dead_id).await.unwrap();
     assert_eq!(s.dead_lettered, 3);
-    rx.wait_until(10, "retries after restart", |r| r.accepted_ids("retry").len() == 3)
-        .await;
+    rx.wait_until(10, "retries after restart", |r| {
+        r.accepted_ids("retry").len() == 3
+    })
+    .await;
     assert_eq!(
-        rx.accepted_ids("retry").into_iter().collect::<BTreeSet<_>>(),
+        rx.accepted_ids("retry")
+            .into_iter()
+            .collect::<BTreeSet<_>>(),
         ids(0..3)
     );
     engine.shutdown().await;
@@ -626,7 +724,11 @@ impl eventbus::targets::Target for Recording {
 }
 
 /// Puts `n` events, then starts an engine whose every target is `rec`, on paused time.
-async fn paused_engine(rec: Arc<Recording>, n: usize, extra: Value) -> (tempfile::TempDir, Arc<EventBus>, Engine) {
+async fn paused_engine(
+    rec: Arc<Recording>,
+    n: usize,
+    extra: Value,
+) -> (tempfile::TempDir, Arc<EventBus>, Engine) {
     let dir = tempfile::tempdir().unwrap();
     let bus = open_bus(dir.path());
     bus.create_set(SET, None, None, Some(0)).unwrap();
@@ -649,7 +751,16 @@ async fn paused_engine(rec: Arc<Recording>, n: usize, extra: Value) -> (tempfile
 
 async fn wait_recorded(rec: &Recording, n: usize) {
     for _ in 0..100_000 {
-        if rec.log.lock().unwrap().iter().filter(|r| r.2).map(|r| r.1.len()).sum::<usize>() >= n {
+        if rec
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.2)
+            .map(|r| r.1.len())
+            .sum::<usize>()
+            >= n
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -659,7 +770,10 @@ async fn wait_recorded(rec: &Recording, n: usize) {
 
 #[tokio::test(start_paused = true)]
 async fn delivery_batching_sizes_and_waits_on_paused_time() {
-    let rec = Arc::new(Recording { log: Default::default(), fail_first: 0 });
+    let rec = Arc::new(Recording {
+        log: Default::default(),
+        fail_first: 0,
+    });
     let (_dir, bus, engine) = paused_engine(
         rec.clone(),
         25,
@@ -681,7 +795,10 @@ async fn delivery_batching_sizes_and_waits_on_paused_time() {
 
 #[tokio::test(start_paused = true)]
 async fn delivery_batching_without_wait_sends_what_is_there() {
-    let rec = Arc::new(Recording { log: Default::default(), fail_first: 0 });
+    let rec = Arc::new(Recording {
+        log: Default::default(),
+        fail_first: 0,
+    });
     let (_dir, bus, engine) = paused_engine(
         rec.clone(),
         7,
@@ -698,7 +815,10 @@ async fn delivery_batching_without_wait_sends_what_is_there() {
 
 #[tokio::test(start_paused = true)]
 async fn delivery_retries_follow_the_backoff_on_paused_time() {
-    let rec = Arc::new(Recording { log: Default::default(), fail_first: 3 });
+    let rec = Arc::new(Recording {
+        log: Default::default(),
+        fail_first: 3,
+    });
     let (_dir, bus, engine) = paused_engine(
         rec.clone(),
         1,
@@ -712,7 +832,10 @@ async fn delivery_retries_follow_the_backoff_on_paused_time() {
     for (n, pair) in log.windows(2).enumerate() {
         let gap = (pair[1].0 - pair[0].0).as_millis() as u64;
         let top = (1000u64 << (n + 1)).min(4000);
-        assert!((1000..=top + 1).contains(&gap), "wait {n}: {gap} ms not in [1000, {top}]");
+        assert!(
+            (1000..=top + 1).contains(&gap),
+            "wait {n}: {gap} ms not in [1000, {top}]"
+        );
     }
     engine.shutdown().await;
     bus.shutdown().unwrap();
@@ -743,11 +866,21 @@ async fn delivery_bindings_created_one_by_one_on_a_filled_set_each_get_their_eve
         ));
     }
     for (r, id) in bindings.iter().enumerate() {
-        let s = wait_status(&f, id, 30, "all delivered", |s| s.cursor == n as u64 && s.in_flight == 0).await;
-        let want: BTreeSet<String> = (0..n).filter(|i| i % 8 == r).map(|i| format!("e{i}")).collect();
+        let s = wait_status(&f, id, 30, "all delivered", |s| {
+            s.cursor == n as u64 && s.in_flight == 0
+        })
+        .await;
+        let want: BTreeSet<String> = (0..n)
+            .filter(|i| i % 8 == r)
+            .map(|i| format!("e{i}"))
+            .collect();
         let got: BTreeSet<String> = rx.accepted_ids(&format!("r{r}")).into_iter().collect();
         assert_eq!(got, want, "{id}: {s:?}");
-        assert_eq!(s.delivered as usize, rx.accepted_ids(&format!("r{r}")).len(), "{id}");
+        assert_eq!(
+            s.delivered as usize,
+            rx.accepted_ids(&format!("r{r}")).len(),
+            "{id}"
+        );
     }
     f.engine.shutdown().await;
 }
@@ -759,7 +892,11 @@ async fn delivery_a_follower_stops_at_the_read_ahead_window() {
     // e0 hangs, holding the cursor at its offset; everything else succeeds at once.
     rx.set_policy("hook", |r, _| {
         if r.ids() == ["e0"] {
-            Answer { status: 200, retry_after: None, delay: Duration::from_secs(5) }
+            Answer {
+                status: 200,
+                retry_after: None,
+                delay: Duration::from_secs(5),
+            }
         } else {
             Answer::ok()
         }
@@ -773,14 +910,22 @@ async fn delivery_a_follower_stops_at_the_read_ahead_window() {
         json!({"max_in_flight": 2, "start": "latest", "http": {"timeout_ms": 10000}}),
     );
     f.engine.sync().await.unwrap();
-    put(&f.bus, vec![json!({"specversion":"1.0","id":"warm","source":"other","type":"t"})]).await;
+    put(
+        &f.bus,
+        vec![json!({"specversion":"1.0","id":"warm","source":"other","type":"t"})],
+    )
+    .await;
     wait_status(&f, &id, 10, "following", |s| s.following).await;
     put(&f.bus, (0..100).map(|i| event(i, "paid")).collect()).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     // Window = max_in_flight × batch.max_events = 2 events past the durable cursor: e0 (in
     // flight) and at most one more.
     let got = rx.accepted_ids("hook");
-    assert!(got.len() <= 1, "{} events delivered past a held cursor: {got:?}", got.len());
+    assert!(
+        got.len() <= 1,
+        "{} events delivered past a held cursor: {got:?}",
+        got.len()
+    );
     let s = status(&f, &id).await;
     assert!(s.cursor <= 1, "{s:?}");
     f.engine.shutdown().await;
@@ -792,7 +937,11 @@ async fn delivery_a_retry_above_the_cursor_is_sent_once_after_a_restart() {
     let rx = Receiver::start().await;
     // e0 hangs past the drain timeout (the cursor stays below it); e1 fails and is scheduled.
     rx.set_policy("hook", |r, _| match r.ids()[0].as_str() {
-        "e0" => Answer { status: 200, retry_after: None, delay: Duration::from_secs(5) },
+        "e0" => Answer {
+            status: 200,
+            retry_after: None,
+            delay: Duration::from_secs(5),
+        },
         "e1" => Answer::status(503),
         _ => Answer::ok(),
     });
@@ -802,7 +951,10 @@ async fn delivery_a_retry_above_the_cursor_is_sent_once_after_a_restart() {
         bus.create_set(SET, None, None, Some(0)).unwrap();
         let engine = Engine::start(
             bus.clone(),
-            EngineOptions { drain_timeout: Duration::from_millis(200), ..opts() },
+            EngineOptions {
+                drain_timeout: Duration::from_millis(200),
+                ..opts()
+            },
         );
         rule(&bus, "all", json!({"source": ["shop"]}));
         id = target(
@@ -839,11 +991,20 @@ async fn delivery_a_retry_above_the_cursor_is_sent_once_after_a_restart() {
     // be read again from the log as a new event.
     let engine = Engine::start(bus.clone(), opts());
     engine.sync().await.unwrap();
-    rx.wait_until(10, "e0 again", |r| r.accepted_ids("hook").contains(&"e0".to_string()))
-        .await;
+    rx.wait_until(10, "e0 again", |r| {
+        r.accepted_ids("hook").contains(&"e0".to_string())
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let e1 = rx.accepted_ids("hook").iter().filter(|i| *i == "e1").count();
-    assert_eq!(e1, 0, "e1 has a retry entry due later; it must not be sent as a new event");
+    let e1 = rx
+        .accepted_ids("hook")
+        .iter()
+        .filter(|i| *i == "e1")
+        .count();
+    assert_eq!(
+        e1, 0,
+        "e1 has a retry entry due later; it must not be sent as a new event"
+    );
     let s = engine.status(&id).await.unwrap();
     assert_eq!(s.retrying, 1, "{s:?}");
     engine.shutdown().await;
@@ -852,7 +1013,10 @@ async fn delivery_a_retry_above_the_cursor_is_sent_once_after_a_restart() {
 
 fn open_bus_cursor(dir: &std::path::Path, id: &BindingId) -> Option<u64> {
     let bus = open_bus(dir);
-    let c = bus.catalog().get_cursor(&id.set, &id.rule, &id.target).unwrap();
+    let c = bus
+        .catalog()
+        .get_cursor(&id.set, &id.rule, &id.target)
+        .unwrap();
     bus.shutdown().unwrap();
     c
 }
@@ -866,16 +1030,28 @@ async fn delivery_seek_moves_a_running_binding_back_and_forth() {
     f.engine.sync().await.unwrap();
     put(&f.bus, (0..5).map(|i| event(i, "paid")).collect()).await;
     wait_status(&f, &id, 10, "cursor 5", |s| s.cursor == 5).await;
-    assert_eq!(f.engine.seek(&id, eventbus::delivery::SeekTo::Offset(2)).await.unwrap(), 2);
-    rx.wait_until(10, "e2..e4 again", |r| r.accepted_ids("hook").len() == 8).await;
+    assert_eq!(
+        f.engine
+            .seek(&id, eventbus::delivery::SeekTo::Offset(2))
+            .await
+            .unwrap(),
+        2
+    );
+    rx.wait_until(10, "e2..e4 again", |r| r.accepted_ids("hook").len() == 8)
+        .await;
     let again: BTreeSet<String> = rx.accepted_ids("hook")[5..].iter().cloned().collect();
     assert_eq!(again, ids(2..5));
     wait_status(&f, &id, 10, "cursor 5 again", |s| s.cursor == 5).await;
     // Forward past events not yet delivered: a paused-like gap is skipped.
-    let far = f.engine.seek(&id, eventbus::delivery::SeekTo::Time(u64::MAX)).await.unwrap();
+    let far = f
+        .engine
+        .seek(&id, eventbus::delivery::SeekTo::Time(u64::MAX))
+        .await
+        .unwrap();
     assert_eq!(far, 5);
     put(&f.bus, vec![event(5, "paid")]).await;
-    rx.wait_until(10, "e5", |r| r.accepted_ids("hook").len() == 9).await;
+    rx.wait_until(10, "e5", |r| r.accepted_ids("hook").len() == 9)
+        .await;
     f.engine.shutdown().await;
 }
 
@@ -893,7 +1069,8 @@ async fn delivery_a_batching_target_sends_an_array_even_for_one_event() {
     );
     f.engine.sync().await.unwrap();
     put(&f.bus, vec![event(0, "paid")]).await;
-    rx.wait_until(10, "one request", |r| r.accepted("hook").len() == 1).await;
+    rx.wait_until(10, "one request", |r| r.accepted("hook").len() == 1)
+        .await;
     let r = &rx.accepted("hook")[0];
     assert!(serde_json::from_slice::<Value>(&r.body).unwrap().is_array());
     assert!(

@@ -88,7 +88,10 @@ async fn delivery_crash_child_puts_and_delivers_until_killed() {
                        "type": "t", "data": {"keep": n % 3 != 0}})
             })
             .collect();
-        let out = bus.put_events(SET, &events, Producer::Custom).await.unwrap();
+        let out = bus
+            .put_events(SET, &events, Producer::Custom)
+            .await
+            .unwrap();
         for (e, r) in events.iter().zip(&out.entries) {
             if let PutEntry::Stored { .. } = r {
                 println!("ACK {} {}", e["id"].as_str().unwrap(), e["data"]["keep"]);
@@ -133,7 +136,10 @@ async fn delivery_crash_kill_9_delivers_every_acknowledged_event() {
         let before = rx.accepted_ids("hook").len();
         let deadline = Instant::now() + Duration::from_secs(20);
         while rx.accepted_ids("hook").len() < before + 50 {
-            assert!(Instant::now() < deadline, "round {round}: child delivers nothing");
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: child delivers nothing"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         tokio::time::sleep(Duration::from_millis(150 + 100 * round)).await;
@@ -148,7 +154,11 @@ async fn delivery_crash_kill_9_delivers_every_acknowledged_event() {
             }
         }
     }
-    assert!(acked.len() > 100, "only {} acknowledged events", acked.len());
+    assert!(
+        acked.len() > 100,
+        "only {} acknowledged events",
+        acked.len()
+    );
 
     // Restart once more and let it finish.
     let bus = open(dir.path());

@@ -1102,6 +1102,57 @@ fn validate_target_body(body: &Value) -> Result<(String, String)> {
             format!("a target of type {ty:?} needs an object {ty:?} with its settings"),
         ));
     };
+    // A misspelt key ("orderd", "retyr") would silently leave a default in force.
+    const TOP_LEVEL: [&str; 9] = [
+        "name",
+        "description",
+        "type",
+        "retry",
+        "dead_letter",
+        "batch",
+        "ordered",
+        "max_in_flight",
+        "start",
+    ];
+    if let Some(unknown) = obj
+        .keys()
+        .find(|k| !TOP_LEVEL.contains(&k.as_str()) && k.as_str() != ty)
+    {
+        return Err(invalid(
+            codes::INVALID_PARAMETER_VALUE,
+            &format!("$.{unknown}"),
+            format!(
+                "unknown target field {unknown:?} (fields: {}, and the settings object {ty:?})",
+                TOP_LEVEL.join(", ")
+            ),
+        ));
+    }
+    for (section, fields) in [
+        (
+            "retry",
+            &[
+                "max_attempts",
+                "max_age_seconds",
+                "initial_backoff_ms",
+                "max_backoff_ms",
+            ][..],
+        ),
+        ("batch", &["max_events", "max_wait_ms"][..]),
+        ("dead_letter", &["mode"][..]),
+    ] {
+        if let Some(Value::Object(m)) = obj.get(section)
+            && let Some(unknown) = m.keys().find(|k| !fields.contains(&k.as_str()))
+        {
+            return Err(invalid(
+                codes::INVALID_PARAMETER_VALUE,
+                &format!("$.{section}.{unknown}"),
+                format!(
+                    "unknown field {unknown:?} in \"{section}\" (fields: {})",
+                    fields.join(", ")
+                ),
+            ));
+        }
+    }
     let settings = settings_value.as_object();
     if ty == "http" {
         let url = settings

@@ -80,7 +80,12 @@ struct Dispatcher {
 }
 
 /// Runs the dispatcher of `set` until its message channel closes.
-pub async fn run(bus: Arc<EventBus>, set: String, ring_capacity: usize, mut rx: mpsc::Receiver<Msg>) {
+pub async fn run(
+    bus: Arc<EventBus>,
+    set: String,
+    ring_capacity: usize,
+    mut rx: mpsc::Receiver<Msg>,
+) {
     let mut d = Dispatcher {
         bus,
         set,

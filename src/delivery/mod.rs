@@ -303,9 +303,9 @@ impl Engine {
         let catalog_id = id.clone();
         let bus2 = bus.clone();
         let (cursor, (retrying, dead)) = tokio::task::spawn_blocking(move || -> Result<_> {
-            let c = bus2
-                .catalog()
-                .get_cursor(&catalog_id.set, &catalog_id.rule, &catalog_id.target)?;
+            let c =
+                bus2.catalog()
+                    .get_cursor(&catalog_id.set, &catalog_id.rule, &catalog_id.target)?;
             let counts = bus2.catalog().count_delivery_entries(&catalog_id)?;
             Ok((c, counts))
         })
@@ -551,13 +551,17 @@ impl Inner {
                     if let Some(s) = st.stats.get(&id) {
                         *s.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
                     }
-                    st.failed
-                        .insert(id.clone(), (fingerprint, Instant::now() + self.opts.restart_delay));
+                    st.failed.insert(
+                        id.clone(),
+                        (fingerprint, Instant::now() + self.opts.restart_delay),
+                    );
                 }
                 Err(join) => {
                     tracing::error!(binding = %id, error = %join, "delivery worker panicked");
-                    st.failed
-                        .insert(id.clone(), (fingerprint, Instant::now() + self.opts.restart_delay));
+                    st.failed.insert(
+                        id.clone(),
+                        (fingerprint, Instant::now() + self.opts.restart_delay),
+                    );
                 }
             }
         }
@@ -636,8 +640,13 @@ impl Inner {
                     *stats.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
                         Some(e.to_string());
                     // A target that cannot be built is retried only when its settings change.
-                    st.failed
-                        .insert(w.id.clone(), (fingerprint, Instant::now() + Duration::from_secs(365 * 86_400)));
+                    st.failed.insert(
+                        w.id.clone(),
+                        (
+                            fingerprint,
+                            Instant::now() + Duration::from_secs(365 * 86_400),
+                        ),
+                    );
                 }
             }
         }

@@ -136,8 +136,7 @@ mod tests {
     fn backoff_is_jittered() {
         let p = policy();
         let mut rng = StdRng::seed_from_u64(1);
-        let draws: std::collections::HashSet<_> =
-            (0..50).map(|_| p.backoff(3, &mut rng)).collect();
+        let draws: std::collections::HashSet<_> = (0..50).map(|_| p.backoff(3, &mut rng)).collect();
         assert!(draws.len() > 10, "only {} distinct waits", draws.len());
     }
 
@@ -172,7 +171,13 @@ mod tests {
     fn retry_after_is_honoured_even_above_the_cap() {
         let p = policy();
         let mut rng = StdRng::seed_from_u64(0);
-        let v = p.after_failure(1, &err(true, Some(Duration::from_secs(7))), 0, 500, &mut rng);
+        let v = p.after_failure(
+            1,
+            &err(true, Some(Duration::from_secs(7))),
+            0,
+            500,
+            &mut rng,
+        );
         assert_eq!(v, Verdict::RetryAt(7_500));
     }
 

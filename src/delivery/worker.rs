@@ -123,11 +123,16 @@ enum Source {
     Follow(mpsc::Receiver<Feed>),
 }
 
+/// A finished request: its events and the outcome.
+type Sent = (Vec<Item>, Result<(), SendError>);
+
 /// What woke the worker up.
+// Read carries a record by value once per wake-up; boxing it would allocate per record.
+#[allow(clippy::large_enum_variant)]
 enum Wake {
     Stop,
     Cmd(Option<Cmd>),
-    Sent(Option<Result<(Vec<Item>, Result<(), SendError>), tokio::task::JoinError>>),
+    Sent(Option<Result<Sent, tokio::task::JoinError>>),
     Committed(Result<CommitResult, oneshot::error::RecvError>),
     Timer,
     Read(crate::Result<crate::Record>),
@@ -145,7 +150,9 @@ struct Pending {
 
 impl Pending {
     fn is_empty(&self) -> bool {
-        self.put_retries.is_empty() && self.remove_retries.is_empty() && self.dead_letters.is_empty()
+        self.put_retries.is_empty()
+            && self.remove_retries.is_empty()
+            && self.dead_letters.is_empty()
     }
     fn put_retry(&mut self, e: RetryEntry) {
         self.remove_retries.remove(&e.offset);
@@ -234,7 +241,9 @@ pub async fn run(
     .await
     .map_err(|e| e.to_string())?
     .map_err(|e| e.to_string())?;
-    cfg.stats.dead_lettered.store(dead_letters, Ordering::Relaxed);
+    cfg.stats
+        .dead_lettered
+        .store(dead_letters, Ordering::Relaxed);
 
     let s = &cfg.settings;
     let end = bus.next_offset(&id.set).map_err(|e| e.to_string())?;
@@ -293,13 +302,14 @@ pub async fn run(
         let item = Item::from_entry(e);
         w.retries.insert((due, item.m.offset), item);
     }
-    w.skip.extend(dead_above.into_iter().filter(|o| *o >= start));
+    w.skip
+        .extend(dead_above.into_iter().filter(|o| *o >= start));
     w.cfg.stats.cursor.store(start, Ordering::Relaxed);
     w.publish();
     w.cfg.stats.loaded.store(true, Ordering::Release);
 
     let mut source = Source::Own(bus.read_from(&id.set, start).map_err(|e| e.to_string())?);
-    let mut in_flight: JoinSet<(Vec<Item>, Result<(), SendError>)> = JoinSet::new();
+    let mut in_flight: JoinSet<Sent> = JoinSet::new();
     let mut commit_rx: Option<oneshot::Receiver<CommitResult>> = None;
     let mut drain_deadline: Option<Instant> = None;
 
@@ -315,7 +325,11 @@ pub async fn run(
             return Ok(());
         }
         let can_read = !w.stopping && w.uncommitted.len() < w.window && w.queue.len() < w.window;
-        let timer = if w.stopping { drain_deadline } else { w.next_timer() };
+        let timer = if w.stopping {
+            drain_deadline
+        } else {
+            w.next_timer()
+        };
         let wake = tokio::select! {
             biased;
             _ = stop.changed(), if !w.stopping => Wake::Stop,
@@ -552,13 +566,16 @@ impl Worker {
         if self.cfg.settings.ordered {
             usize::from(self.in_flight_batches == 0 && self.blocked.is_none())
         } else {
-            self.cfg.settings.max_in_flight.max(1) - self.in_flight_batches.min(self.cfg.settings.max_in_flight.max(1))
+            self.cfg.settings.max_in_flight.max(1)
+                - self
+                    .in_flight_batches
+                    .min(self.cfg.settings.max_in_flight.max(1))
         }
     }
 
     /// Starts every send the limits allow: due retries first, then full batches, then a
     /// partial batch whose wait is over.
-    fn start_sends(&mut self, in_flight: &mut JoinSet<(Vec<Item>, Result<(), SendError>)>) {
+    fn start_sends(&mut self, in_flight: &mut JoinSet<Sent>) {
         loop {
             let now_ms = self.cfg.clock.now_ms();
             if self.cfg.settings.ordered
@@ -601,7 +618,7 @@ impl Worker {
         }
     }
 
-    fn spawn(&mut self, in_flight: &mut JoinSet<(Vec<Item>, Result<(), SendError>)>, batch: Vec<Item>) {
+    fn spawn(&mut self, in_flight: &mut JoinSet<Sent>, batch: Vec<Item>) {
         let target = self.cfg.target.clone();
         self.in_flight_batches += 1;
         self.in_flight_retries += batch.iter().filter(|i| i.retry).count();
@@ -624,7 +641,8 @@ impl Worker {
             .fetch_sub(batch.len() as u64, Ordering::Relaxed);
         match result {
             Ok(()) => {
-                st.delivered.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                st.delivered
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 for item in batch {
                     self.complete(&item);
                 }
@@ -738,9 +756,7 @@ impl Worker {
         if !moves && self.pending.is_empty() {
             return None;
         }
-        let update = self
-            .pending
-            .take(moves.then_some(c), self.cfg.created_ms);
+        let update = self.pending.take(moves.then_some(c), self.cfg.created_ms);
         let (tx, rx) = oneshot::channel();
         let req = CommitRequest {
             id: self.cfg.id.clone(),
@@ -758,7 +774,11 @@ impl Worker {
         if let Some(c) = self.commit_cursor.take() {
             self.committed = self.committed.max(c);
         }
-        while self.uncommitted.front().is_some_and(|o| *o < self.committed) {
+        while self
+            .uncommitted
+            .front()
+            .is_some_and(|o| *o < self.committed)
+        {
             self.uncommitted.pop_front();
         }
         self.cfg

@@ -98,7 +98,11 @@ impl Receiver {
     }
 
     /// Sets how `path` answers.
-    pub fn set_policy(&self, path: &str, p: impl Fn(&Received, usize) -> Answer + Send + Sync + 'static) {
+    pub fn set_policy(
+        &self,
+        path: &str,
+        p: impl Fn(&Received, usize) -> Answer + Send + Sync + 'static,
+    ) {
         self.shared
             .policies
             .lock()

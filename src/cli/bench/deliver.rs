@@ -182,7 +182,9 @@ async fn throughput(a: &DeliverArgs, batch: u64) -> anyhow::Result<()> {
     let mut i = 0;
     while i < a.events {
         let n = (a.events - i).min(1000);
-        let events: Vec<Value> = (i..i + n).map(|j| bench_event(j, j % a.bindings, &pad)).collect();
+        let events: Vec<Value> = (i..i + n)
+            .map(|j| bench_event(j, j % a.bindings, &pad))
+            .collect();
         let out = bus.put_events(SET, &events, Producer::Custom).await?;
         if out.failed > 0 {
             bail!("{} events refused while filling the set", out.failed);
@@ -311,7 +313,13 @@ async fn latency(a: &DeliverArgs) -> anyhow::Result<()> {
     }
     let put_seconds = started.elapsed().as_secs_f64();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while (sink.latencies.lock().unwrap_or_else(|p| p.into_inner()).len() as u64) < total {
+    while (sink
+        .latencies
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .len() as u64)
+        < total
+    {
         if Instant::now() > deadline {
             bail!("latency run: not every event arrived within 60 s");
         }
@@ -319,7 +327,12 @@ async fn latency(a: &DeliverArgs) -> anyhow::Result<()> {
     }
     engine.shutdown().await;
     let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    for &l in sink.latencies.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+    for &l in sink
+        .latencies
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+    {
         h.record(l.max(1))?;
     }
     let line = json!({
