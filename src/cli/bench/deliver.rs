@@ -39,6 +39,15 @@ pub struct DeliverArgs {
     /// Rules (one target each) sharing the events; each matches 1/K of them.
     #[arg(long, default_value_t = 1)]
     pub bindings: u64,
+    /// Fraction of the events that match some binding (the rest match none); below 1 the run
+    /// measures scanning: every binding still reads (or is fed) every event.
+    #[arg(long, default_value_t = 1.0)]
+    pub selectivity: f64,
+    /// Create the bindings first and put the events while they run (the shared tail reader
+    /// serves caught-up bindings); without it the events are put first and every binding
+    /// catches up on the backlog on its own. The clock and CPU count include the puts.
+    #[arg(long)]
+    pub live: bool,
     /// Share one tail reader per set among caught-up bindings.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub share: bool,
@@ -147,6 +156,9 @@ pub fn run(a: DeliverArgs) -> anyhow::Result<std::process::ExitCode> {
     if a.events == 0 || a.bindings == 0 || a.max_in_flight == 0 || a.batch.contains(&0) {
         bail!("--events, --bindings, --max-in-flight and --batch must be at least 1");
     }
+    if !(a.selectivity > 0.0 && a.selectivity <= 1.0) {
+        bail!("--selectivity must be in (0, 1]");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(a.threads.max(1))
         .enable_all()
@@ -179,18 +191,8 @@ async fn throughput(a: &DeliverArgs, batch: u64) -> anyhow::Result<()> {
     let url = start_receiver(sink.clone()).await?;
     // Fill the set first.
     let pad = "x".repeat(a.payload_bytes.saturating_sub(230));
-    let mut i = 0;
-    while i < a.events {
-        let n = (a.events - i).min(1000);
-        let events: Vec<Value> = (i..i + n)
-            .map(|j| bench_event(j, j % a.bindings, &pad))
-            .collect();
-        let out = bus.put_events(SET, &events, Producer::Custom).await?;
-        if out.failed > 0 {
-            bail!("{} events refused while filling the set", out.failed);
-        }
-        i += n;
-    }
+    // Event j carries k = j % space; binding k matches k, so only k < bindings match.
+    let space = ((a.bindings as f64 / a.selectivity).round() as u64).max(a.bindings);
     let payload_bytes = serde_json::to_vec(&bench_event(0, 0, &pad))?.len();
     let ids: Vec<BindingId> = (0..a.bindings)
         .map(|k| BindingId::new(SET, &format!("r{k}"), "hook"))
@@ -202,6 +204,24 @@ async fn throughput(a: &DeliverArgs, batch: u64) -> anyhow::Result<()> {
             ..EngineOptions::default()
         },
     );
+    let fill = || async {
+        let mut i = 0;
+        while i < a.events {
+            let n = (a.events - i).min(1000);
+            let events: Vec<Value> = (i..i + n)
+                .map(|j| bench_event(j, j % space, &pad))
+                .collect();
+            let out = bus.put_events(SET, &events, Producer::Custom).await?;
+            if out.failed > 0 {
+                bail!("{} events refused while filling the set", out.failed);
+            }
+            i += n;
+        }
+        anyhow::Ok(())
+    };
+    if !a.live {
+        fill().await?;
+    }
     let cpu0 = cpu_seconds();
     let started = Instant::now();
     for (k, id) in ids.iter().enumerate() {
@@ -213,7 +233,10 @@ async fn throughput(a: &DeliverArgs, batch: u64) -> anyhow::Result<()> {
         )?;
     }
     engine.sync().await?;
-    let per_binding = |k: u64| a.events / a.bindings + u64::from(k < a.events % a.bindings);
+    if a.live {
+        fill().await?;
+    }
+    let per_binding = |k: u64| a.events / space + u64::from(k < a.events % space);
     let deadline = Instant::now() + Duration::from_secs(a.timeout_seconds);
     loop {
         let mut done = true;
@@ -252,7 +275,10 @@ async fn throughput(a: &DeliverArgs, batch: u64) -> anyhow::Result<()> {
         "batch": batch,
         "events": a.events,
         "bindings": a.bindings,
+        "selectivity": a.selectivity,
+        "matched_events": (0..a.bindings).map(per_binding).sum::<u64>(),
         "shared_reads": a.share,
+        "live": a.live,
         "bindings_following_at_end": following,
         "max_in_flight": a.max_in_flight,
         "payload_bytes": payload_bytes,
@@ -260,6 +286,7 @@ async fn throughput(a: &DeliverArgs, batch: u64) -> anyhow::Result<()> {
         "failed_attempts": failed_attempts,
         "seconds": super::round3(seconds),
         "events_per_s": (a.events as f64 / seconds).round(),
+        "delivered_per_s": ((0..a.bindings).map(per_binding).sum::<u64>() as f64 / seconds).round(),
         "cpu_seconds": super::round3(cpu),
         "cpu_us_per_event": super::round3(cpu * 1e6 / a.events as f64),
         "max_rss_mib": super::max_rss_mib(),
