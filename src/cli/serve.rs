@@ -41,10 +41,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ..BusConfig::default()
     })
     .with_context(|| format!("opening the event bus in {}", args.data_dir.display()))?;
+    let bus = std::sync::Arc::new(bus);
+    // The delivery engine runs every enabled binding in the catalog.
+    let engine = rt.block_on(async {
+        crate::delivery::Engine::start(bus.clone(), crate::delivery::EngineOptions::default())
+    });
     let sets = bus.list_sets()?;
     println!(
-        "eventbus: data dir {} open; {} event set(s): {}. HTTP facade not built yet, not \
-         listening on {}. Ctrl-C to stop.",
+        "eventbus: data dir {} open; {} event set(s): {}; delivery running. HTTP facade not \
+         built yet, not listening on {}. Ctrl-C to stop.",
         args.data_dir.display(),
         sets.len(),
         sets.iter()
@@ -63,6 +68,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
     });
     tracing::info!("{stopped} received, shutting down");
+    // Workers finish (or abandon after the drain timeout) their requests and commit cursors.
+    rt.block_on(engine.shutdown());
     bus.shutdown().context("closing the event bus")?;
     println!("eventbus: closed cleanly");
     Ok(ExitCode::SUCCESS)
