@@ -141,8 +141,8 @@ pub enum DeadLetterMode {
     Dlq,
     /// Discard it (`"drop"`).
     Drop,
-    /// Ignore failures: no retries, a failed event is dropped at once and delivery goes on
-    /// (`"ignore"`, Tencent's `IGNORE_ERROR`).
+    /// Count it as delivered (`"ignore"`, Tencent's `IGNORE_ERROR`). The event is retried
+    /// by the policy like any other; only what happens when the retries run out differs.
     Ignore,
 }
 
@@ -163,7 +163,8 @@ pub enum StartPosition {
 pub struct DeliverySettings {
     /// Attempts per event, the first included (`retry.max_attempts`, ≥ 1).
     pub max_attempts: u32,
-    /// Give up retrying this long after the first failure (`retry.max_age_seconds` × 1000).
+    /// No attempt later than this after the event's age start: its ingest time, or its redrive
+    /// (`retry.max_age_seconds` × 1000).
     pub max_age_ms: u64,
     /// Backoff before the first retry (`retry.initial_backoff_ms`).
     pub initial_backoff_ms: u64,
@@ -400,6 +401,24 @@ impl Catalog {
                 r.offset
             })?;
         Ok((cursor, retries))
+    }
+
+    /// The offsets of a binding's dead letters, in order, read from the keys alone (no entry
+    /// is decoded): what a starting worker needs to count them and to skip the ones above its
+    /// cursor. `ResourceNotFound.*` like `get_target` when the target does not exist.
+    pub fn dead_letter_offsets(&self, id: &BindingId) -> Result<Vec<u64>> {
+        self.get_target(&id.set, &id.rule, &id.target)?;
+        let mut out = Vec::new();
+        for k in self.dead_letters.scan_prefix(id.entries_prefix()).keys() {
+            let k = k.map_err(|e| self.err("scan delivery state", e))?;
+            out.push(keys::decode_entry_offset(&k).ok_or_else(|| {
+                Error::Codec(format!(
+                    "dead-letter key of {} bytes has no offset",
+                    k.len()
+                ))
+            })?);
+        }
+        Ok(out)
     }
 
     /// Up to `limit` dead letters of a binding in offset order, strictly after offset `after`

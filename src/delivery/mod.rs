@@ -300,39 +300,48 @@ impl Engine {
     /// The delivery status of a binding.
     pub async fn status(&self, id: &BindingId) -> Result<BindingStatus> {
         let bus = &self.inner.bus;
+        let (state, stats) = {
+            let st = self.inner.state.lock().await;
+            let state = if st.running.contains_key(id) {
+                BindingState::Running
+            } else if st.paused.contains_key(id) {
+                BindingState::Paused
+            } else if st.failed.contains_key(id) {
+                BindingState::Failed
+            } else {
+                BindingState::Starting
+            };
+            (state, st.stats.get(id).cloned().unwrap_or_default())
+        };
+        // A running worker that has loaded its state has the live figures; otherwise the
+        // catalog has them (two scans, so only then).
+        let running = state == BindingState::Running && stats.loaded.load(Ordering::Acquire);
         let catalog_id = id.clone();
         let bus2 = bus.clone();
-        let (cursor, (retrying, dead)) = tokio::task::spawn_blocking(move || -> Result<_> {
-            let c =
-                bus2.catalog()
-                    .get_cursor(&catalog_id.set, &catalog_id.rule, &catalog_id.target)?;
-            let counts = bus2.catalog().count_delivery_entries(&catalog_id)?;
-            Ok((c, counts))
+        let durable = tokio::task::spawn_blocking(move || -> Result<_> {
+            let cat = bus2.catalog();
+            // Also the existence check: ResourceNotFound.* for an unknown binding.
+            let cursor = cat.get_cursor(&catalog_id.set, &catalog_id.rule, &catalog_id.target)?;
+            if running {
+                return Ok(None);
+            }
+            Ok(Some((cursor, cat.count_delivery_entries(&catalog_id)?)))
         })
         .await
         .map_err(|e| Error::Codec(format!("status task failed: {e}")))??;
-        let st = self.inner.state.lock().await;
         let next = bus.next_offset(&id.set)?;
-        let stats = st.stats.get(id).cloned().unwrap_or_default();
-        let state = if st.running.contains_key(id) {
-            BindingState::Running
-        } else if st.paused.contains_key(id) {
-            BindingState::Paused
-        } else if st.failed.contains_key(id) {
-            BindingState::Failed
-        } else {
-            BindingState::Starting
-        };
         let last_error = stats
             .last_error
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let running = state == BindingState::Running && stats.loaded.load(Ordering::Acquire);
-        let cursor = if running {
-            stats.cursor.load(Ordering::Relaxed)
-        } else {
-            cursor.unwrap_or(0)
+        let (cursor, retrying, dead_lettered) = match durable {
+            None => (
+                stats.cursor.load(Ordering::Relaxed),
+                stats.retrying.load(Ordering::Relaxed),
+                stats.dead_lettered.load(Ordering::Relaxed),
+            ),
+            Some((cursor, (retrying, dead))) => (cursor.unwrap_or(0), retrying, dead),
         };
         Ok(BindingStatus {
             state,
@@ -340,16 +349,8 @@ impl Engine {
             lag: next.saturating_sub(cursor),
             in_flight: stats.in_flight.load(Ordering::Relaxed),
             delivered: stats.delivered.load(Ordering::Relaxed),
-            retrying: if running {
-                stats.retrying.load(Ordering::Relaxed)
-            } else {
-                retrying
-            },
-            dead_lettered: if running {
-                stats.dead_lettered.load(Ordering::Relaxed)
-            } else {
-                dead
-            },
+            retrying,
+            dead_lettered,
             dropped: stats.dropped.load(Ordering::Relaxed),
             failed_attempts: stats.failed_attempts.load(Ordering::Relaxed),
             lost_to_retention: stats.lost_to_retention.load(Ordering::Relaxed),
@@ -482,16 +483,31 @@ async fn reconcile_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
         if let Err(e) = inner.reconcile().await {
             tracing::warn!(error = %e, "applying catalog changes to delivery failed; retrying");
         }
-        tokio::select! {
-            _ = stop.changed() => return,
-            r = changes.changed() => if r.is_err() { return },
-            // Restarts failed workers and notices ones that ended.
-            _ = tokio::time::sleep(inner.opts.restart_delay) => {}
+        // Between catalog changes, wake only to restart failed workers or replace ones that
+        // ended by themselves; the whole catalog is listed only when one of those is waiting.
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return,
+                r = changes.changed() => if r.is_err() { return } else { break },
+                _ = tokio::time::sleep(inner.opts.restart_delay) => {
+                    if inner.needs_restart().await {
+                        break;
+                    }
+                }
+            }
         }
     }
 }
 
 impl Inner {
+    /// A worker ended by itself, or a failed binding's restart time has come.
+    async fn needs_restart(&self) -> bool {
+        let st = self.state.lock().await;
+        let now = Instant::now();
+        st.running.values().any(|r| r.task.is_finished())
+            || st.failed.values().any(|(_, at)| *at <= now)
+    }
+
     async fn wanted(&self) -> Result<Vec<Wanted>> {
         let bus = self.bus.clone();
         tokio::task::spawn_blocking(move || -> Result<Vec<Wanted>> {
@@ -543,27 +559,17 @@ impl Inner {
             let _ = r.stop.send(true);
         }
         for (id, r) in stopping {
-            let fingerprint = r.fingerprint.clone();
-            match r.task.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::warn!(binding = %id, error = %e, "delivery worker failed; it will restart");
-                    if let Some(s) = st.stats.get(&id) {
-                        *s.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                    }
-                    st.failed.insert(
-                        id.clone(),
-                        (fingerprint, Instant::now() + self.opts.restart_delay),
-                    );
-                }
-                Err(join) => {
-                    tracing::error!(binding = %id, error = %join, "delivery worker panicked");
-                    st.failed.insert(
-                        id.clone(),
-                        (fingerprint, Instant::now() + self.opts.restart_delay),
-                    );
-                }
+            let error = match r.task.await {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => e,
+                Err(join) => format!("the worker panicked: {join}"),
+            };
+            tracing::warn!(binding = %id, error = %error, "delivery worker failed; it will restart");
+            if let Some(s) = st.stats.get(&id) {
+                *s.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
             }
+            let retry_at = Instant::now() + self.opts.restart_delay;
+            st.failed.insert(id, (r.fingerprint, retry_at));
         }
         st.stats.retain(|id, _| by_id.contains_key(id));
         st.failed.retain(|id, _| by_id.contains_key(id));

@@ -179,6 +179,7 @@ struct Worker {
     policy: RetryPolicy,
     rng: StdRng,
     window: usize,
+    max_in_flight: usize,
     max_events: usize,
     max_wait: Duration,
     /// The next offset to scan.
@@ -219,23 +220,12 @@ pub async fn run(
     let bus = cfg.bus.clone();
     let id = cfg.id.clone();
     let load_id = id.clone();
-    let (cursor, retries, dead_letters, dead_above) = tokio::task::spawn_blocking({
+    let (cursor, retries, dead_letters) = tokio::task::spawn_blocking({
         let bus = bus.clone();
         move || -> crate::Result<_> {
             let (cursor, retries) = bus.catalog().load_delivery_state(&load_id)?;
-            let (_, dead_letters) = bus.catalog().count_delivery_entries(&load_id)?;
-            // Dead letters at or above the cursor (the cursor was held below them by an
-            // earlier event): reading must not send them again.
-            let dead_above = match cursor {
-                Some(c) => bus
-                    .catalog()
-                    .list_dead_letters(&load_id, c.checked_sub(1), usize::MAX)?
-                    .into_iter()
-                    .map(|d| d.offset)
-                    .collect(),
-                None => Vec::new(),
-            };
-            Ok((cursor, retries, dead_letters, dead_above))
+            let dead_letters = bus.catalog().dead_letter_offsets(&load_id)?;
+            Ok((cursor, retries, dead_letters))
         }
     })
     .await
@@ -243,7 +233,7 @@ pub async fn run(
     .map_err(|e| e.to_string())?;
     cfg.stats
         .dead_lettered
-        .store(dead_letters, Ordering::Relaxed);
+        .store(dead_letters.len() as u64, Ordering::Relaxed);
 
     let s = &cfg.settings;
     let end = bus.next_offset(&id.set).map_err(|e| e.to_string())?;
@@ -271,11 +261,15 @@ pub async fn run(
         }
         .map_err(|e| e.to_string())?,
     };
+    // Settings from the catalog are already clamped (`delivery_settings`); these guard hand-made
+    // ones, once, so the loop can trust them.
     let max_events = s.batch_max_events.max(1);
+    let max_in_flight = s.max_in_flight.max(1);
     let mut w = Worker {
         policy: RetryPolicy::from_settings(s),
         rng: StdRng::from_entropy(),
-        window: s.max_in_flight.max(1) * max_events,
+        window: max_in_flight * max_events,
+        max_in_flight,
         max_events,
         max_wait: Duration::from_millis(s.batch_max_wait_ms),
         scanned: start,
@@ -302,8 +296,10 @@ pub async fn run(
         let item = Item::from_entry(e);
         w.retries.insert((due, item.m.offset), item);
     }
+    // Dead letters at or above the cursor (it was held below them by an earlier event):
+    // reading must not send them again.
     w.skip
-        .extend(dead_above.into_iter().filter(|o| *o >= start));
+        .extend(dead_letters.into_iter().filter(|o| *o >= start));
     w.cfg.stats.cursor.store(start, Ordering::Relaxed);
     w.publish();
     w.cfg.stats.loaded.store(true, Ordering::Release);
@@ -566,10 +562,7 @@ impl Worker {
         if self.cfg.settings.ordered {
             usize::from(self.in_flight_batches == 0 && self.blocked.is_none())
         } else {
-            self.cfg.settings.max_in_flight.max(1)
-                - self
-                    .in_flight_batches
-                    .min(self.cfg.settings.max_in_flight.max(1))
+            self.max_in_flight.saturating_sub(self.in_flight_batches)
         }
     }
 
