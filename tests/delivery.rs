@@ -137,6 +137,17 @@ async fn wait_status(
     }
 }
 
+/// The common set-up: a fixture, a receiver, rule "all" (every `shop` event) and an http
+/// target "hook" on it (`extra` merged over the body), applied by the engine.
+async fn one_hook(extra: Value) -> (Fixture, Receiver, BindingId) {
+    let f = fixture().await;
+    let rx = Receiver::start().await;
+    rule(&f.bus, "all", json!({"source": ["shop"]}));
+    let id = target(&f.bus, "all", "hook", &rx.url("hook"), extra);
+    f.engine.sync().await.unwrap();
+    (f, rx, id)
+}
+
 fn ids(range: std::ops::Range<usize>) -> BTreeSet<String> {
     range.map(|i| format!("e{i}")).collect()
 }
@@ -183,8 +194,7 @@ async fn delivery_every_matching_event_reaches_the_target_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_receiver_failing_k_times_then_succeeding_gets_every_event() {
-    let f = fixture().await;
-    let rx = Receiver::start().await;
+    let (f, rx, id) = one_hook(json!({})).await;
     // The first 3 requests fail with 503, then everything succeeds.
     rx.set_policy("hook", |_, n| {
         if n < 3 {
@@ -193,9 +203,6 @@ async fn delivery_receiver_failing_k_times_then_succeeding_gets_every_event() {
             Answer::ok()
         }
     });
-    rule(&f.bus, "all", json!({"source": ["shop"]}));
-    let id = target(&f.bus, "all", "hook", &rx.url("hook"), json!({}));
-    f.engine.sync().await.unwrap();
     put(&f.bus, (0..20).map(|i| event(i, "paid")).collect()).await;
     rx.wait_until(20, "all 20 accepted", |r| {
         r.accepted_ids("hook").iter().collect::<HashSet<_>>().len() == 20
@@ -214,18 +221,8 @@ async fn delivery_receiver_failing_k_times_then_succeeding_gets_every_event() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_always_failing_receiver_dead_letters_then_redrive_delivers() {
-    let f = fixture().await;
-    let rx = Receiver::start().await;
+    let (f, rx, id) = one_hook(json!({"retry": {"max_attempts": 3}})).await;
     rx.set_policy("hook", |_, _| Answer::status(500));
-    rule(&f.bus, "all", json!({"source": ["shop"]}));
-    let id = target(
-        &f.bus,
-        "all",
-        "hook",
-        &rx.url("hook"),
-        json!({"retry": {"max_attempts": 3}}),
-    );
-    f.engine.sync().await.unwrap();
     put(&f.bus, (0..5).map(|i| event(i, "paid")).collect()).await;
     let s = wait_status(&f, &id, 20, "5 dead letters", |s| s.dead_lettered == 5).await;
     assert_eq!((s.retrying, s.delivered, s.cursor), (0, 0, 5));
@@ -310,8 +307,7 @@ async fn delivery_client_errors_are_not_retried_and_drop_or_ignore_apply() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_429_retry_after_is_honoured() {
-    let f = fixture().await;
-    let rx = Receiver::start().await;
+    let (f, rx, _id) = one_hook(json!({})).await;
     rx.set_policy("hook", |_, n| {
         if n == 0 {
             Answer {
@@ -323,9 +319,6 @@ async fn delivery_429_retry_after_is_honoured() {
             Answer::ok()
         }
     });
-    rule(&f.bus, "all", json!({"source": ["shop"]}));
-    target(&f.bus, "all", "hook", &rx.url("hook"), json!({}));
-    f.engine.sync().await.unwrap();
     put(&f.bus, vec![event(0, "paid")]).await;
     rx.wait_until(10, "the retry", |r| r.accepted("hook").len() == 1)
         .await;
@@ -339,8 +332,10 @@ async fn delivery_429_retry_after_is_honoured() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_a_failing_event_does_not_block_the_others() {
-    let f = fixture().await;
-    let rx = Receiver::start().await;
+    let (f, rx, id) = one_hook(
+        json!({"retry": {"max_attempts": 1000, "initial_backoff_ms": 200, "max_backoff_ms": 200}}),
+    )
+    .await;
     rx.set_policy("hook", |r, _| {
         if r.ids() == ["e0"] {
             Answer::status(500)
@@ -348,15 +343,6 @@ async fn delivery_a_failing_event_does_not_block_the_others() {
             Answer::ok()
         }
     });
-    rule(&f.bus, "all", json!({"source": ["shop"]}));
-    let id = target(
-        &f.bus,
-        "all",
-        "hook",
-        &rx.url("hook"),
-        json!({"retry": {"max_attempts": 1000, "initial_backoff_ms": 200, "max_backoff_ms": 200}}),
-    );
-    f.engine.sync().await.unwrap();
     put(&f.bus, (0..30).map(|i| event(i, "paid")).collect()).await;
     rx.wait_until(10, "e1..e29", |r| r.accepted_ids("hook").len() == 29)
         .await;
@@ -371,18 +357,14 @@ async fn delivery_a_failing_event_does_not_block_the_others() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_ordered_mode_keeps_log_order_under_failures() {
-    let f = fixture().await;
-    let rx = Receiver::start().await;
-    // Every event's first attempt fails; a random-ish subset fails twice.
-    rx.set_policy("hook", |r, _| {
-        let _ = r;
-        Answer::ok()
-    });
-    let seen = Arc::new(std::sync::Mutex::new(HashSet::<String>::new()));
-    let seen2 = seen.clone();
+    let (f, rx, _id) = one_hook(json!({"ordered": true, "max_in_flight": 8,
+               "retry": {"max_attempts": 10, "initial_backoff_ms": 1, "max_backoff_ms": 5}}))
+    .await;
+    // Every event's first attempt fails; e10 and later (3-character ids) fail twice.
+    let seen = std::sync::Mutex::new(HashSet::<String>::new());
     rx.set_policy("hook", move |r, _| {
         let key = r.ids().join(",");
-        let mut s = seen2.lock().unwrap();
+        let mut s = seen.lock().unwrap();
         let tries = format!("{key}#1");
         if s.insert(key.clone()) {
             return Answer::status(503);
@@ -392,24 +374,14 @@ async fn delivery_ordered_mode_keeps_log_order_under_failures() {
         }
         Answer::ok()
     });
-    rule(&f.bus, "all", json!({"source": ["shop"]}));
-    target(
-        &f.bus,
-        "all",
-        "hook",
-        &rx.url("hook"),
-        json!({"ordered": true, "max_in_flight": 8,
-               "retry": {"max_attempts": 10, "initial_backoff_ms": 1, "max_backoff_ms": 5}}),
-    );
-    f.engine.sync().await.unwrap();
     put(&f.bus, (0..40).map(|i| event(i, "paid")).collect()).await;
     rx.wait_until(20, "40 accepted", |r| r.accepted_ids("hook").len() == 40)
         .await;
     let got = rx.accepted_ids("hook");
     let want: Vec<String> = (0..40).map(|i| format!("e{i}")).collect();
     assert_eq!(got, want, "ordered delivery must follow the log");
-    // And never more than one request at a time: each request starts after the previous
-    // answer, so arrivals of different events never interleave with a failure in between.
+    // Requests arrive in runs, one event after the other: once a later event has been sent,
+    // an earlier one never comes again (its retries all happened before the binding moved on).
     let received: Vec<String> = rx
         .received("hook")
         .iter()
@@ -461,11 +433,7 @@ async fn delivery_batches_fill_up_to_max_events_and_flush_after_the_wait() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_disabling_a_rule_pauses_and_enabling_resumes_from_the_cursor() {
-    let f = fixture().await;
-    let rx = Receiver::start().await;
-    rule(&f.bus, "all", json!({"source": ["shop"]}));
-    let id = target(&f.bus, "all", "hook", &rx.url("hook"), json!({}));
-    f.engine.sync().await.unwrap();
+    let (f, rx, id) = one_hook(json!({})).await;
     put(&f.bus, (0..5).map(|i| event(i, "paid")).collect()).await;
     rx.wait_until(10, "5", |r| r.accepted_ids("hook").len() == 5)
         .await;
@@ -887,8 +855,9 @@ async fn delivery_bindings_created_one_by_one_on_a_filled_set_each_get_their_eve
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_a_follower_stops_at_the_read_ahead_window() {
-    let f = fixture().await;
-    let rx = Receiver::start().await;
+    let (f, rx, id) =
+        one_hook(json!({"max_in_flight": 2, "start": "latest", "http": {"timeout_ms": 10000}}))
+            .await;
     // e0 hangs, holding the cursor at its offset; everything else succeeds at once.
     rx.set_policy("hook", |r, _| {
         if r.ids() == ["e0"] {
@@ -901,15 +870,6 @@ async fn delivery_a_follower_stops_at_the_read_ahead_window() {
             Answer::ok()
         }
     });
-    rule(&f.bus, "all", json!({"source": ["shop"]}));
-    let id = target(
-        &f.bus,
-        "all",
-        "hook",
-        &rx.url("hook"),
-        json!({"max_in_flight": 2, "start": "latest", "http": {"timeout_ms": 10000}}),
-    );
-    f.engine.sync().await.unwrap();
     put(
         &f.bus,
         vec![json!({"specversion":"1.0","id":"warm","source":"other","type":"t"})],
@@ -1023,11 +983,7 @@ fn open_bus_cursor(dir: &std::path::Path, id: &BindingId) -> Option<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_seek_moves_a_running_binding_back_and_forth() {
-    let f = fixture().await;
-    let rx = Receiver::start().await;
-    rule(&f.bus, "all", json!({"source": ["shop"]}));
-    let id = target(&f.bus, "all", "hook", &rx.url("hook"), json!({}));
-    f.engine.sync().await.unwrap();
+    let (f, rx, id) = one_hook(json!({})).await;
     put(&f.bus, (0..5).map(|i| event(i, "paid")).collect()).await;
     wait_status(&f, &id, 10, "cursor 5", |s| s.cursor == 5).await;
     assert_eq!(
@@ -1057,17 +1013,7 @@ async fn delivery_seek_moves_a_running_binding_back_and_forth() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_a_batching_target_sends_an_array_even_for_one_event() {
-    let f = fixture().await;
-    let rx = Receiver::start().await;
-    rule(&f.bus, "all", json!({"source": ["shop"]}));
-    target(
-        &f.bus,
-        "all",
-        "hook",
-        &rx.url("hook"),
-        json!({"batch": {"max_events": 10, "max_wait_ms": 0}}),
-    );
-    f.engine.sync().await.unwrap();
+    let (f, rx, _id) = one_hook(json!({"batch": {"max_events": 10, "max_wait_ms": 0}})).await;
     put(&f.bus, vec![event(0, "paid")]).await;
     rx.wait_until(10, "one request", |r| r.accepted("hook").len() == 1)
         .await;

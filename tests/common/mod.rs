@@ -112,28 +112,12 @@ impl Receiver {
 
     /// Every request to `path`, in arrival order.
     pub fn received(&self, path: &str) -> Vec<Received> {
-        let p = format!("/{}", path.trim_start_matches('/'));
-        self.shared
-            .received
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|r| r.path == p)
-            .cloned()
-            .collect()
+        on_path(&self.shared.received, path)
     }
 
     /// Requests to `path` answered with success, in arrival order.
     pub fn accepted(&self, path: &str) -> Vec<Received> {
-        let p = format!("/{}", path.trim_start_matches('/'));
-        self.shared
-            .accepted
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|r| r.path == p)
-            .cloned()
-            .collect()
+        on_path(&self.shared.accepted, path)
     }
 
     /// Ids of the events accepted on `path`, in arrival order (with repeats).
@@ -149,6 +133,17 @@ impl Receiver {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+}
+
+/// The requests of `list` to `path` (with or without its leading slash).
+fn on_path(list: &Mutex<Vec<Received>>, path: &str) -> Vec<Received> {
+    let p = format!("/{}", path.trim_start_matches('/'));
+    list.lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.path == p)
+        .cloned()
+        .collect()
 }
 
 async fn handle(
