@@ -1208,36 +1208,25 @@ fn validate_target_body(body: &Value) -> Result<(String, String)> {
                 "\"batch\" must be an object",
             ));
         };
-        if let Some(n) = batch.get("max_events")
-            && !n
-                .as_u64()
-                .is_some_and(|n| (1..=MAX_BATCH_EVENTS).contains(&n))
-        {
-            return Err(invalid(
-                codes::INVALID_BATCH_COUNT,
-                "$.batch.max_events",
-                format!("\"batch.max_events\" must be an integer 1-{MAX_BATCH_EVENTS}"),
-            ));
-        }
-        if let Some(w) = batch.get("max_wait_ms")
-            && w.as_u64().is_none_or(|w| w > MAX_BATCH_WAIT_MS)
-        {
-            return Err(invalid(
-                codes::INVALID_BATCH_TIMEOUT,
-                "$.batch.max_wait_ms",
-                format!("\"batch.max_wait_ms\" must be an integer 0-{MAX_BATCH_WAIT_MS}"),
-            ));
-        }
+        let max_events = int_in(
+            batch.get("max_events"),
+            1..=MAX_BATCH_EVENTS,
+            codes::INVALID_BATCH_COUNT,
+            "$.batch.max_events",
+            format!("\"batch.max_events\" must be an integer 1-{MAX_BATCH_EVENTS}"),
+        )?;
+        int_in(
+            batch.get("max_wait_ms"),
+            0..=MAX_BATCH_WAIT_MS,
+            codes::INVALID_BATCH_TIMEOUT,
+            "$.batch.max_wait_ms",
+            format!("\"batch.max_wait_ms\" must be an integer 0-{MAX_BATCH_WAIT_MS}"),
+        )?;
         // A binary-mode HTTP request carries one event (its data is the body, its attributes
         // the headers), so it cannot carry a batch.
         let binary = ty == "http"
             && settings.and_then(|s| s.get("mode")).and_then(Value::as_str) == Some("binary");
-        if binary
-            && batch
-                .get("max_events")
-                .and_then(Value::as_u64)
-                .is_some_and(|n| n > 1)
-        {
+        if binary && max_events.is_some_and(|n| n > 1) {
             return Err(invalid(
                 codes::INVALID_BATCH_COUNT,
                 "$.batch.max_events",
@@ -1255,17 +1244,13 @@ fn validate_target_body(body: &Value) -> Result<(String, String)> {
             "\"ordered\" must be true or false",
         ));
     }
-    if let Some(n) = obj.get("max_in_flight")
-        && !n
-            .as_u64()
-            .is_some_and(|n| (1..=MAX_IN_FLIGHT_LIMIT).contains(&n))
-    {
-        return Err(invalid(
-            codes::INVALID_PARAMETER_VALUE,
-            "$.max_in_flight",
-            format!("\"max_in_flight\" must be an integer 1-{MAX_IN_FLIGHT_LIMIT}"),
-        ));
-    }
+    int_in(
+        obj.get("max_in_flight"),
+        1..=MAX_IN_FLIGHT_LIMIT,
+        codes::INVALID_PARAMETER_VALUE,
+        "$.max_in_flight",
+        format!("\"max_in_flight\" must be an integer 1-{MAX_IN_FLIGHT_LIMIT}"),
+    )?;
     if let Some(start) = obj.get("start")
         && delivery::parse_start(start).is_none()
     {
@@ -1286,17 +1271,14 @@ fn validate_retry(retry: &Value) -> Result<()> {
             "\"retry\" must be an object",
         ));
     };
-    let field = |name: &str, min: u64| -> Result<Option<u64>> {
-        match retry.get(name) {
-            None => Ok(None),
-            Some(v) => v.as_u64().filter(|&n| n >= min).map(Some).ok_or_else(|| {
-                invalid(
-                    codes::INVALID_RETRY,
-                    &format!("$.retry.{name}"),
-                    format!("\"retry.{name}\" must be an integer >= {min}"),
-                )
-            }),
-        }
+    let field = |name: &str, min: u64| {
+        int_in(
+            retry.get(name),
+            min..=u64::MAX,
+            codes::INVALID_RETRY,
+            &format!("$.retry.{name}"),
+            format!("\"retry.{name}\" must be an integer >= {min}"),
+        )
     };
     // It counts every attempt, the first included, so 0 would mean "never deliver".
     field("max_attempts", 1)?;
@@ -1314,6 +1296,25 @@ fn validate_retry(retry: &Value) -> Result<()> {
 }
 
 // ----- small helpers --------------------------------------------------------------------------
+
+/// A present `value` must be an integer in `range` (else `code` at `path` with `message`);
+/// `None` when it is absent.
+fn int_in(
+    value: Option<&Value>,
+    range: std::ops::RangeInclusive<u64>,
+    code: &str,
+    path: &str,
+    message: String,
+) -> Result<Option<u64>> {
+    match value {
+        None => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .filter(|n| range.contains(n))
+            .map(Some)
+            .ok_or_else(|| invalid(code, path, message)),
+    }
+}
 
 fn deny_cloud(meta: &EventSetMeta) -> Result<()> {
     if meta.kind == SetKind::Cloud {
