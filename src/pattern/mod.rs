@@ -48,7 +48,8 @@ use serde_json::Value;
 
 pub use index::PatternSet;
 pub use parse::{
-    MAX_ALTERNATIVES, MAX_PATTERN_BYTES, MAX_PATTERN_DEPTH, PATTERN_ERROR_CODE, PatternError,
+    MAX_ALTERNATIVES, MAX_PATTERN_BYTES, MAX_PATTERN_DEPTH, OPERATORS, PATTERN_ERROR_CODE,
+    PatternError,
 };
 
 use eval::Program;

@@ -131,7 +131,7 @@ fn product(
 }
 
 /// Every operator keyword (what [`operator`] accepts).
-const OPERATORS: &[&str] = &[
+pub const OPERATORS: &[&str] = &[
     "prefix",
     "suffix",
     "anything-but",
