@@ -215,8 +215,9 @@ struct SetDispatch {
 #[derive(Default)]
 struct State {
     running: HashMap<BindingId, Running>,
-    /// Bindings that cannot run, with the fingerprint they failed with and when to retry.
-    failed: HashMap<BindingId, (String, Instant)>,
+    /// Bindings that cannot run, with the fingerprint they failed with and when to try again
+    /// (`None`: not before their settings change, e.g. a target that cannot be built).
+    failed: HashMap<BindingId, (String, Option<Instant>)>,
     paused: HashMap<BindingId, ()>,
     stats: HashMap<BindingId, Arc<BindingStats>>,
     dispatchers: HashMap<String, SetDispatch>,
@@ -505,7 +506,10 @@ impl Inner {
         let st = self.state.lock().await;
         let now = Instant::now();
         st.running.values().any(|r| r.task.is_finished())
-            || st.failed.values().any(|(_, at)| *at <= now)
+            || st
+                .failed
+                .values()
+                .any(|(_, at)| at.is_some_and(|at| at <= now))
     }
 
     async fn wanted(&self) -> Result<Vec<Wanted>> {
@@ -569,29 +573,44 @@ impl Inner {
                 *s.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
             }
             let retry_at = Instant::now() + self.opts.restart_delay;
-            st.failed.insert(id, (r.fingerprint, retry_at));
+            st.failed.insert(id, (r.fingerprint, Some(retry_at)));
         }
         st.stats.retain(|id, _| by_id.contains_key(id));
         st.failed.retain(|id, _| by_id.contains_key(id));
         st.paused.clear();
 
+        // Each pattern this pass needs is compiled once, for the dispatcher and the workers.
+        let mut patterns: HashMap<(String, String), Arc<Pattern>> = HashMap::new();
+        let mut compile = |w: &Wanted| -> Result<Arc<Pattern>> {
+            let key = (w.id.set.clone(), w.id.rule.clone());
+            if let Some(p) = patterns.get(&key) {
+                return Ok(p.clone());
+            }
+            let p = Arc::new(
+                Pattern::parse_str(&w.pattern_text)
+                    .map_err(|e| Error::Codec(format!("stored pattern: {}", e.message)))?,
+            );
+            patterns.insert(key, p.clone());
+            Ok(p)
+        };
+
         // 2. The shared tail readers: one per set with active rules.
-        let mut active: HashMap<String, Vec<(String, String)>> = HashMap::new();
+        let mut active: HashMap<String, Vec<(String, &Wanted)>> = HashMap::new();
         for w in &wanted {
             if w.enabled {
                 let rules = active.entry(w.id.set.clone()).or_default();
                 if !rules.iter().any(|(r, _)| *r == w.id.rule) {
-                    rules.push((w.id.rule.clone(), w.pattern_text.clone()));
+                    rules.push((w.id.rule.clone(), w));
                 }
             }
         }
         st.dispatchers.retain(|set, _| active.contains_key(set));
         if self.opts.share_reads {
             for (set, rules) in &mut active {
-                rules.sort();
+                rules.sort_by(|a, b| a.0.cmp(&b.0));
                 let fp: String = rules
                     .iter()
-                    .map(|(r, p)| format!("{r}\u{1}{p}\u{2}"))
+                    .map(|(r, w)| format!("{r}\u{1}{}\u{2}", w.pattern_text))
                     .collect();
                 let d = st.dispatchers.entry(set.clone()).or_insert_with(|| {
                     let (tx, rx) = mpsc::channel(256);
@@ -609,9 +628,7 @@ impl Inner {
                 if d.rules_fingerprint != fp {
                     let compiled: Vec<(String, Arc<Pattern>)> = rules
                         .iter()
-                        .filter_map(|(r, p)| {
-                            Pattern::parse_str(p).ok().map(|p| (r.clone(), Arc::new(p)))
-                        })
+                        .filter_map(|(r, w)| compile(w).ok().map(|p| (r.clone(), p)))
                         .collect();
                     if d.tx.send(dispatcher::Msg::Rules(compiled)).await.is_ok() {
                         d.rules_fingerprint = fp;
@@ -633,11 +650,20 @@ impl Inner {
             }
             if let Some((fp, at)) = st.failed.get(&w.id)
                 && *fp == fingerprint
-                && Instant::now() < *at
+                && at.is_none_or(|at| Instant::now() < at)
             {
                 continue;
             }
-            match self.start_worker(w, stats.clone(), st.dispatchers.get(&w.id.set)) {
+            let started = compile(w).and_then(|pattern| {
+                self.start_worker(
+                    w,
+                    fingerprint.clone(),
+                    pattern,
+                    stats.clone(),
+                    st.dispatchers.get(&w.id.set),
+                )
+            });
+            match started {
                 Ok(r) => {
                     st.failed.remove(&w.id);
                     st.running.insert(w.id.clone(), r);
@@ -646,13 +672,7 @@ impl Inner {
                     *stats.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
                         Some(e.to_string());
                     // A target that cannot be built is retried only when its settings change.
-                    st.failed.insert(
-                        w.id.clone(),
-                        (
-                            fingerprint,
-                            Instant::now() + Duration::from_secs(365 * 86_400),
-                        ),
-                    );
+                    st.failed.insert(w.id.clone(), (fingerprint, None));
                 }
             }
         }
@@ -662,6 +682,8 @@ impl Inner {
     fn start_worker(
         &self,
         w: &Wanted,
+        fingerprint: String,
+        pattern: Arc<Pattern>,
         stats: Arc<BindingStats>,
         dispatch: Option<&SetDispatch>,
     ) -> Result<Running> {
@@ -671,8 +693,6 @@ impl Inner {
             Some(f) => f(&w.meta)?,
             None => crate::targets::build(&body)?,
         };
-        let pattern = Pattern::parse_str(&w.pattern_text)
-            .map_err(|e| Error::Codec(format!("stored pattern: {}", e.message)))?;
         let mut settings = delivery_settings(&body);
         if !target.supports_batches() {
             settings.batch_max_events = 1;
@@ -685,7 +705,7 @@ impl Inner {
             bus: self.bus.clone(),
             target,
             settings,
-            pattern: Arc::new(pattern),
+            pattern,
             created_ms: w.meta.created_ms,
             dispatcher: dispatch.map(|d| d.tx.clone()),
             committer: self.committer.clone(),
@@ -696,7 +716,7 @@ impl Inner {
         };
         let task = tokio::spawn(worker::run(cfg, stop_rx, cmds_rx));
         Ok(Running {
-            fingerprint: w.fingerprint(),
+            fingerprint,
             stop,
             cmds,
             task,
