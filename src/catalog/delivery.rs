@@ -355,12 +355,10 @@ impl Catalog {
         if live.is_empty() {
             return Ok(());
         }
-        self.transaction3(
-            &self.cursors,
-            &self.retries,
-            &self.dead_letters,
+        self.transaction(
+            (&self.cursors, &self.retries, &self.dead_letters),
             "apply delivery state",
-            |cursors, retries, dead_letters| {
+            |(cursors, retries, dead_letters)| {
                 for s in &live {
                     for k in &s.remove_retries {
                         retries.remove(k.clone())?;
@@ -513,11 +511,10 @@ impl Catalog {
                 Ok((key, sled::IVec::from(codec::encode(r)?)))
             })
             .collect::<Result<Vec<_>>>()?;
-        self.transaction2(
-            &self.retries,
-            &self.dead_letters,
+        self.transaction(
+            (&self.retries, &self.dead_letters),
             "redrive dead letters",
-            |retries, dead_letters| {
+            |(retries, dead_letters)| {
                 for (k, v) in &writes {
                     dead_letters.remove(k.clone())?;
                     retries.insert(k.clone(), v.clone())?;

@@ -674,13 +674,15 @@ impl Catalog {
         // A new binding starts without a cursor, retries or dead letters, even if a crash (or a
         // delivery write racing an earlier delete) once left some behind under this key.
         let (retry_keys, dead_keys) = self.binding_entry_keys(&key)?;
-        self.transaction4(
-            &self.targets,
-            &self.cursors,
-            &self.retries,
-            &self.dead_letters,
+        self.transaction(
+            (
+                &self.targets,
+                &self.cursors,
+                &self.retries,
+                &self.dead_letters,
+            ),
             "create target",
-            |t, c, r, d| {
+            |(t, c, r, d)| {
                 t.insert(key.as_slice(), value.as_slice())?;
                 c.remove(key.as_slice())?;
                 remove_all(r, &retry_keys)?;
@@ -764,13 +766,15 @@ impl Catalog {
         // Collected under the write lock, which every writer of these trees holds, so the
         // transaction below removes exactly the binding's entries.
         let (retry_keys, dead_keys) = self.binding_entry_keys(&key)?;
-        self.transaction4(
-            &self.targets,
-            &self.cursors,
-            &self.retries,
-            &self.dead_letters,
+        self.transaction(
+            (
+                &self.targets,
+                &self.cursors,
+                &self.retries,
+                &self.dead_letters,
+            ),
             "delete target",
-            |t, c, r, d| {
+            |(t, c, r, d)| {
                 t.remove(key.as_slice())?;
                 c.remove(key.as_slice())?;
                 remove_all(r, &retry_keys)?;
@@ -891,51 +895,6 @@ impl Catalog {
             TransactionError::Storage(e) => self.err(op, e),
             TransactionError::Abort(e) => e,
         })
-    }
-
-    fn transaction2<F>(&self, a: &sled::Tree, b: &sled::Tree, op: &'static str, f: F) -> Result<()>
-    where
-        F: Fn(&TransactionalTree, &TransactionalTree) -> ConflictableTransactionResult<(), Error>,
-    {
-        self.transaction((a, b), op, |(ta, tb)| f(ta, tb))
-    }
-
-    fn transaction3<F>(
-        &self,
-        a: &sled::Tree,
-        b: &sled::Tree,
-        c: &sled::Tree,
-        op: &'static str,
-        f: F,
-    ) -> Result<()>
-    where
-        F: Fn(
-            &TransactionalTree,
-            &TransactionalTree,
-            &TransactionalTree,
-        ) -> ConflictableTransactionResult<(), Error>,
-    {
-        self.transaction((a, b, c), op, |(ta, tb, tc)| f(ta, tb, tc))
-    }
-
-    fn transaction4<F>(
-        &self,
-        a: &sled::Tree,
-        b: &sled::Tree,
-        c: &sled::Tree,
-        d: &sled::Tree,
-        op: &'static str,
-        f: F,
-    ) -> Result<()>
-    where
-        F: Fn(
-            &TransactionalTree,
-            &TransactionalTree,
-            &TransactionalTree,
-            &TransactionalTree,
-        ) -> ConflictableTransactionResult<(), Error>,
-    {
-        self.transaction((a, b, c, d), op, |(ta, tb, tc, td)| f(ta, tb, tc, td))
     }
 }
 
