@@ -207,6 +207,17 @@ struct Running {
     task: JoinHandle<std::result::Result<(), String>>,
 }
 
+impl Running {
+    /// Waits for the worker (told to stop) to end; its error, a panic included, if any.
+    async fn finished(self) -> Option<String> {
+        match self.task.await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e),
+            Err(join) => Some(format!("the worker panicked: {join}")),
+        }
+    }
+}
+
 struct SetDispatch {
     tx: mpsc::Sender<dispatcher::Msg>,
     rules_fingerprint: String,
@@ -421,7 +432,7 @@ impl Engine {
         let mut st = self.inner.state.lock().await;
         if let Some(r) = st.running.remove(id) {
             let _ = r.stop.send(true);
-            if let Ok(Err(e)) = r.task.await {
+            if let Some(e) = r.finished().await {
                 tracing::warn!(binding = %id, error = %e, "worker stopped with an error before a seek");
             }
         }
@@ -458,7 +469,7 @@ impl Engine {
             let _ = r.stop.send(true);
         }
         for (id, r) in running {
-            if let Ok(Err(e)) = r.task.await {
+            if let Some(e) = r.finished().await {
                 tracing::warn!(binding = %id, error = %e, "worker stopped with an error");
             }
         }
@@ -563,17 +574,16 @@ impl Inner {
             let _ = r.stop.send(true);
         }
         for (id, r) in stopping {
-            let error = match r.task.await {
-                Ok(Ok(())) => continue,
-                Ok(Err(e)) => e,
-                Err(join) => format!("the worker panicked: {join}"),
+            let fingerprint = r.fingerprint.clone();
+            let Some(error) = r.finished().await else {
+                continue;
             };
             tracing::warn!(binding = %id, error = %error, "delivery worker failed; it will restart");
             if let Some(s) = st.stats.get(&id) {
                 *s.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
             }
             let retry_at = Instant::now() + self.opts.restart_delay;
-            st.failed.insert(id, (r.fingerprint, Some(retry_at)));
+            st.failed.insert(id, (fingerprint, Some(retry_at)));
         }
         st.stats.retain(|id, _| by_id.contains_key(id));
         st.failed.retain(|id, _| by_id.contains_key(id));
