@@ -528,6 +528,15 @@ impl EventBus {
         Ok(PutOutcome { entries, failed })
     }
 
+    /// The writer's counters and the fdatasync latency distribution of `set`'s log.
+    pub fn log_metrics(
+        &self,
+        set: &str,
+    ) -> Result<(crate::store::WriterStats, crate::metrics::HistogramSnapshot)> {
+        let set = self.set(set)?;
+        Ok((set.log.writer_stats(), set.log.fsync_latency()))
+    }
+
     /// A reader over `set` from `offset`.
     pub fn read_from(&self, set: &str, offset: u64) -> Result<LogReader> {
         Ok(self.set(set)?.log.read_from(offset))

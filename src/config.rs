@@ -43,17 +43,43 @@ pub struct RetentionPolicy {
     pub max_bytes: Option<u64>,
 }
 
-/// Settings of the server process (more keys arrive with the HTTP work).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Default cap on one HTTP request body: 4 MiB (64 events of the largest size fit).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// Default time a graceful shutdown waits for in-flight HTTP requests and deliveries: 10 s.
+pub const DEFAULT_SHUTDOWN_TIMEOUT_MS: u64 = 10_000;
+
+/// Settings of the server process (`eventbus serve`), read from a TOML file. Every key is
+/// optional; `docs/CONFIG.md` and `eventbus.example.toml` list them with their defaults.
+/// Precedence: command-line flags, then `EVENTBUS_*` environment variables, then the file,
+/// then these defaults.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Where event sets live. Default = `./data`.
+    /// Where event sets and the catalog live. Default = `./data`.
     pub data_dir: PathBuf,
-    /// Address to listen on. Default = `127.0.0.1:8080`.
+    /// Address to listen on. Default = `127.0.0.1:8080`. A non-loopback address needs at
+    /// least one token in `[auth]`.
     pub listen: String,
-    /// Durability of appends. Default = `always`.
+    /// Durability of appends: `"always"` (fsync before acknowledging), `"never"`, or
+    /// `{ interval_ms = N }`. Default = `"always"`.
     pub persist: PersistPolicy,
-    /// Segment roll size. Default = 128 MiB.
+    /// Segment roll size in bytes. Default = 128 MiB.
     pub max_segment_bytes: u64,
+    /// Largest request body in bytes; larger requests get 413. Default = 4 MiB.
+    pub max_body_bytes: usize,
+    /// Largest event (structured-mode JSON) in bytes. Default = 64 KiB.
+    pub max_event_bytes: usize,
+    /// Log format: `"text"` or `"json"`. Default = `"text"`.
+    pub log_format: LogFormat,
+    /// How long a graceful shutdown waits for requests and deliveries in flight, in ms.
+    /// Default = 10000.
+    pub shutdown_timeout_ms: u64,
+    /// Bearer tokens.
+    pub auth: AuthConfig,
+    /// Catalog quotas.
+    pub limits: crate::catalog::CatalogLimits,
+    /// Delivery engine tuning.
+    pub delivery: DeliveryConfig,
 }
 
 impl Default for Config {
@@ -63,6 +89,119 @@ impl Default for Config {
             listen: DEFAULT_LISTEN.to_string(),
             persist: PersistPolicy::Always,
             max_segment_bytes: DEFAULT_MAX_SEGMENT_BYTES,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+            log_format: LogFormat::Text,
+            shutdown_timeout_ms: DEFAULT_SHUTDOWN_TIMEOUT_MS,
+            auth: AuthConfig::default(),
+            limits: crate::catalog::CatalogLimits::default(),
+            delivery: DeliveryConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file; unknown keys are refused (a typo must not silently fall back to a
+    /// default). The error names the file, the key and the line.
+    pub fn from_file(path: &std::path::Path) -> crate::Result<Config> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| crate::Error::io("read", path, e))?;
+        Config::from_toml(&text)
+            .map_err(|e| crate::Error::invalid(path.display().to_string(), e.to_string()))
+    }
+
+    /// Parses TOML text (see [`Config::from_file`]).
+    pub fn from_toml(text: &str) -> std::result::Result<Config, toml::de::Error> {
+        toml::from_str(text)
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines. Default.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[auth]`: who may do what.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `[[auth.tokens]]` entries. Default = none: no authentication, and the server refuses
+    /// to listen on anything but a loopback address.
+    pub tokens: Vec<TokenConfig>,
+}
+
+/// One `[[auth.tokens]]` entry.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// The bearer token (at least 16 characters).
+    pub token: String,
+    /// What it may do.
+    pub role: Role,
+    /// A name for logs (the token itself is never logged). Default = the role.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+impl std::fmt::Debug for TokenConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token is a secret: never printed, not even in debug output.
+        f.debug_struct("TokenConfig")
+            .field("token", &"<redacted>")
+            .field("role", &self.role)
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+/// A token's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything: manage sets, rules and targets, put events anywhere.
+    Admin,
+    /// Put events into custom event sets.
+    Producer,
+    /// A cloud service: put events into any set, `default` included.
+    Cloud,
+}
+
+impl Role {
+    /// The role's name as configured.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Producer => "producer",
+            Role::Cloud => "cloud",
+        }
+    }
+}
+
+/// `[delivery]`: tuning of the delivery engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// One shared tail reader per event set feeds the caught-up bindings. Default = true.
+    pub share_reads: bool,
+    /// On shutdown, how long workers wait for requests in flight before abandoning them
+    /// (abandoned events are delivered again after the restart), in ms. Default = 5000.
+    pub drain_timeout_ms: u64,
+    /// Wait before restarting a failed worker, in ms. Default = 1000.
+    pub restart_delay_ms: u64,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            share_reads: true,
+            drain_timeout_ms: 5_000,
+            restart_delay_ms: 1_000,
         }
     }
 }

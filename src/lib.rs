@@ -74,6 +74,7 @@
 //!
 //! The log alone ([`EventLog`]) can be embedded too; see [`store`].
 
+pub mod api;
 pub mod bus;
 pub mod catalog;
 pub mod cli;
@@ -82,6 +83,7 @@ pub mod config;
 pub mod delivery;
 pub mod error;
 pub mod event;
+pub mod metrics;
 pub mod pattern;
 pub mod store;
 pub mod targets;

@@ -3,6 +3,9 @@
 //!
 //! - `bench append --mode embedded`: P producers (tokio tasks) each append and wait for the
 //!   acknowledgement before the next append, against an [`EventLog`] in a fresh directory.
+//! - `bench append --mode http` / `--mode http-batch` ([`http`]): the same loop through the
+//!   HTTP API of a real `eventbus serve` child process, one keep-alive connection per
+//!   producer, one event (or a JSON array of `--batch` events) per request.
 //! - `bench disk`: the disk's own limits in the same directory, for the ratios in
 //!   docs/BENCHMARKS.md: rounds of "write B bytes + fdatasync", and sequential write bandwidth.
 //! - `bench match --rules N`: one thread matching cloud-service events against a
@@ -29,6 +32,7 @@ use crate::pattern::{Pattern, PatternSet};
 use crate::store::{EventLog, LogOptions};
 
 pub mod deliver;
+pub mod http;
 pub mod match_workload;
 
 /// Arguments of `bench`.
@@ -36,6 +40,8 @@ pub mod match_workload;
 #[command(after_help = "Examples:\n  \
     eventbus bench append --mode embedded                    # 64 producers x 1 KiB, durable\n  \
     eventbus bench append --mode embedded --batch 100        # producers put 100 events at once\n  \
+    eventbus bench append --mode http --events 100000        # through `eventbus serve`, 1 event/request\n  \
+    eventbus bench append --mode http-batch --events 300000  # 10 events per request (--batch N)\n  \
     eventbus bench disk                                      # fdatasync rounds and bandwidth\n  \
     eventbus bench reopen --events 10000000                  # recovery time after a crash\n  \
     eventbus bench match --rules 1,100,1000,10000            # events matched per second\n  \
@@ -120,6 +126,11 @@ pub struct ReopenArgs {
 pub enum AppendMode {
     /// The library in this process (EventLog), no network.
     Embedded,
+    /// `POST /v1/event-sets/bench/events` to an `eventbus serve` child process, one event
+    /// object per request, one HTTP/1.1 keep-alive connection per producer.
+    Http,
+    /// As `http`, with a JSON array of `--batch` events (default 10) per request.
+    HttpBatch,
 }
 
 /// Arguments of `bench append`.
@@ -131,30 +142,35 @@ pub struct AppendArgs {
     /// Total events.
     #[arg(long, default_value_t = 200_000)]
     pub events: u64,
-    /// Concurrent producers; each waits for its acknowledgement before the next append.
+    /// Concurrent producers; each waits for its acknowledgement before the next append. In
+    /// the http modes each has its own connection.
     #[arg(long, default_value_t = 64)]
     pub producers: usize,
     /// Size of each event as CloudEvents JSON, in bytes (padded in `data`).
     #[arg(long, default_value_t = 1024)]
     pub payload_bytes: usize,
-    /// Events per append call.
-    #[arg(long, default_value_t = 1)]
-    pub batch: usize,
-    /// Persist policy: `always` (ack after fdatasync), `never`, or `interval-ms:N`.
+    /// Events per append call (embedded) or per request (http-batch). Default = 1, or 10 for
+    /// `http-batch`; `http` sends exactly one event per request.
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Persist policy: `always` (ack after fdatasync), `never`, or `interval-ms:N` (also
+    /// written `interval:N`, as `serve --persist` takes it). The http modes pass it to the
+    /// server.
     #[arg(long, default_value = "always", value_parser = parse_persist)]
     pub persist: PersistPolicy,
     /// Parent directory for the bench's fresh data directory (must be a real disk, not tmpfs).
     /// Default = the system temp dir.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Segment size. Default = 128 MiB.
+    /// Segment size (embedded only; the server uses its own). Default = 128 MiB.
     #[arg(long, default_value_t = crate::config::DEFAULT_MAX_SEGMENT_BYTES)]
     pub max_segment_bytes: u64,
-    /// Runtime worker threads for the producer tasks. Default = 1: the log's writer thread
-    /// needs a core of its own, and on a 2-core machine a second producer thread mostly
-    /// competes with it (see docs/BENCHMARKS.md for both settings).
-    #[arg(long, default_value_t = 1)]
-    pub threads: usize,
+    /// Runtime worker threads for the producer tasks. Default = 1 for embedded: the log's
+    /// writer thread needs a core of its own, and on a 2-core machine a second producer
+    /// thread mostly competes with it (see docs/BENCHMARKS.md for both settings). Default = 2
+    /// for the http modes (the client's runtime; the server is another process).
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 /// Arguments of `bench disk`.
@@ -178,7 +194,10 @@ fn parse_persist(s: &str) -> Result<PersistPolicy, String> {
     match s {
         "always" => Ok(PersistPolicy::Always),
         "never" => Ok(PersistPolicy::Never),
-        other => match other.strip_prefix("interval-ms:") {
+        other => match other
+            .strip_prefix("interval-ms:")
+            .or_else(|| other.strip_prefix("interval:"))
+        {
             Some(n) => n
                 .parse()
                 .map(PersistPolicy::IntervalMs)
@@ -238,10 +257,18 @@ pub fn sample_event(i: u64, payload_bytes: usize) -> Event {
 }
 
 fn append(a: AppendArgs) -> anyhow::Result<ExitCode> {
-    if a.producers == 0 || a.batch == 0 || a.events == 0 {
+    match a.mode {
+        AppendMode::Embedded => append_embedded(a),
+        AppendMode::Http => http::run(a, false),
+        AppendMode::HttpBatch => http::run(a, true),
+    }
+}
+
+fn append_embedded(a: AppendArgs) -> anyhow::Result<ExitCode> {
+    let batch = a.batch.unwrap_or(1);
+    if a.producers == 0 || batch == 0 || a.events == 0 {
         bail!("--producers, --batch and --events must be at least 1");
     }
-    let AppendMode::Embedded = a.mode;
     let tmp = bench_dir(a.data_dir.as_deref(), "eventbus-bench-")?;
     let opts = LogOptions {
         persist: a.persist,
@@ -249,18 +276,18 @@ fn append(a: AppendArgs) -> anyhow::Result<ExitCode> {
         ..LogOptions::default()
     };
     let log = Arc::new(EventLog::open(tmp.path().join("bench"), opts)?);
-    let appends_total = a.events.div_ceil(a.batch as u64);
+    let appends_total = a.events.div_ceil(batch as u64);
     let per_producer = appends_total.div_ceil(a.producers as u64);
-    let threads = a.threads.max(1);
+    let threads = a.threads.unwrap_or(1).max(1);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .enable_all()
         .build()?;
     eprintln!(
         "bench append: {} events, {} producers x batch {}, {} B, persist {:?}, dir {}",
-        per_producer * a.producers as u64 * a.batch as u64,
+        per_producer * a.producers as u64 * batch as u64,
         a.producers,
-        a.batch,
+        batch,
         a.payload_bytes,
         a.persist,
         tmp.path().display()
@@ -273,7 +300,6 @@ fn append(a: AppendArgs) -> anyhow::Result<ExitCode> {
         for p in 0..a.producers {
             let log = log.clone();
             let template = template.clone();
-            let batch = a.batch;
             tasks.push(tokio::spawn(async move {
                 let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
                 let mut events = vec![template; batch];
@@ -299,7 +325,7 @@ fn append(a: AppendArgs) -> anyhow::Result<ExitCode> {
         anyhow::Ok(all)
     })?;
     let seconds = started.elapsed().as_secs_f64();
-    let events = per_producer * a.producers as u64 * a.batch as u64;
+    let events = per_producer * a.producers as u64 * batch as u64;
     let stats = log.stats();
     let ws = log.writer_stats();
     log.close()?;
@@ -318,7 +344,7 @@ fn append(a: AppendArgs) -> anyhow::Result<ExitCode> {
         "events": events,
         "producers": a.producers,
         "producer_threads": threads,
-        "batch": a.batch,
+        "batch": batch,
         "payload_bytes": payload_bytes,
         "seconds": round3(seconds),
         "events_per_s": (events as f64 / seconds).round(),
@@ -566,6 +592,10 @@ mod tests {
         assert_eq!(parse_persist("never").unwrap(), PersistPolicy::Never);
         assert_eq!(
             parse_persist("interval-ms:50").unwrap(),
+            PersistPolicy::IntervalMs(50)
+        );
+        assert_eq!(
+            parse_persist("interval:50").unwrap(),
             PersistPolicy::IntervalMs(50)
         );
         assert!(

@@ -6,9 +6,13 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod bench;
+pub mod client;
 pub mod inspect;
+pub mod manage;
 pub mod pattern;
+pub mod put;
 pub mod serve;
+pub mod tail;
 
 /// eventbus: a durable, embedded event bus for cloud-service events.
 #[derive(Debug, Parser)]
@@ -24,8 +28,8 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Open the event bus on a data directory (creating `default` on a fresh one) and run
-    /// until Ctrl-C / SIGTERM. The HTTP facade is not built yet.
+    /// Run the server: the HTTP API and delivery over a data directory (creating it and the
+    /// `default` set on first start), until Ctrl-C / SIGTERM.
     Serve(serve::ServeArgs),
     /// Offline: list segments, verify CRCs, print records, repair damage.
     Inspect(inspect::InspectArgs),
@@ -33,17 +37,38 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Event patterns offline: `pattern check` matches JSON lines of {pattern, event}.
     Pattern(pattern::PatternArgs),
+    /// Put events (a JSON object, an array, or JSON lines) into an event set on a server.
+    Put(put::PutArgs),
+    /// Follow an event set's new events live, one JSON line per event.
+    Tail(tail::TailArgs),
+    /// Manage event sets on a server: list, get, create, update, delete.
+    Sets(manage::SetsArgs),
+    /// Manage an event set's rules: list, get, create, update, delete.
+    Rules(manage::RulesArgs),
+    /// Manage a rule's targets and their cursors: list, get, create, update, delete, seek.
+    Targets(manage::TargetsArgs),
+    /// List and redrive a target's dead letters.
+    DeadLetters(manage::DeadLettersArgs),
 }
 
 /// Entry point used by the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_json);
+    // `serve` starts tracing itself, once its config file has said which format.
+    if !matches!(cli.command, Command::Serve(_)) {
+        init_tracing(cli.log_json);
+    }
     let result = match cli.command {
-        Command::Serve(a) => serve::run(a),
+        Command::Serve(a) => serve::run(a, cli.log_json),
         Command::Inspect(a) => inspect::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Pattern(a) => pattern::run(a),
+        Command::Put(a) => put::run(a),
+        Command::Tail(a) => tail::run(a),
+        Command::Sets(a) => manage::run_sets(a),
+        Command::Rules(a) => manage::run_rules(a),
+        Command::Targets(a) => manage::run_targets(a),
+        Command::DeadLetters(a) => manage::run_dead_letters(a),
     };
     match result {
         Ok(code) => code,
@@ -54,7 +79,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(json: bool) {
+pub(crate) fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("EVENTBUS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()

@@ -144,6 +144,8 @@ pub(crate) struct BindingStats {
     /// are the truth.
     pub loaded: AtomicBool,
     pub last_error: Mutex<Option<String>>,
+    /// Duration of each delivery request (one batch), success or not.
+    pub latency: crate::metrics::LatencyHistogram,
 }
 
 /// Whether a binding is delivering.
@@ -189,6 +191,35 @@ pub struct BindingStatus {
     pub following: bool,
     /// The last failure, if any.
     pub last_error: Option<String>,
+}
+
+/// One binding's live figures, as [`Engine::metrics`] reports them.
+#[derive(Debug, Clone)]
+pub struct BindingMetrics {
+    /// The binding.
+    pub id: BindingId,
+    /// Running, paused, failed or starting.
+    pub state: BindingState,
+    /// The cursor as the worker last committed or loaded it.
+    pub cursor: u64,
+    /// Events in the log at or after the cursor.
+    pub lag: u64,
+    /// Events in requests now in flight.
+    pub in_flight: u64,
+    /// Events delivered since this process started.
+    pub delivered: u64,
+    /// Events waiting for a retry.
+    pub retrying: u64,
+    /// Events in the dead-letter queue.
+    pub dead_lettered: u64,
+    /// Events given up with `dead_letter.mode = drop` since this process started.
+    pub dropped: u64,
+    /// Failed requests since this process started.
+    pub failed_attempts: u64,
+    /// Events retention removed before the binding saw them.
+    pub lost_to_retention: u64,
+    /// Duration of delivery requests since this process started.
+    pub latency: crate::metrics::HistogramSnapshot,
 }
 
 /// Where [`Engine::seek`] moves a cursor.
@@ -449,6 +480,53 @@ impl Engine {
         drop(st);
         self.inner.reconcile().await?;
         Ok(offset)
+    }
+
+    /// Live figures of every binding the engine knows, without touching the catalog (for
+    /// `GET /metrics`, which must stay cheap). Bindings whose worker has not loaded its durable
+    /// state yet report what they have counted so far.
+    pub async fn metrics(&self) -> Vec<BindingMetrics> {
+        let entries: Vec<(BindingId, BindingState, Arc<BindingStats>)> = {
+            let st = self.inner.state.lock().await;
+            st.stats
+                .iter()
+                .map(|(id, stats)| {
+                    let state = if st.running.contains_key(id) {
+                        BindingState::Running
+                    } else if st.paused.contains_key(id) {
+                        BindingState::Paused
+                    } else if st.failed.contains_key(id) {
+                        BindingState::Failed
+                    } else {
+                        BindingState::Starting
+                    };
+                    (id.clone(), state, stats.clone())
+                })
+                .collect()
+        };
+        let mut out = Vec::with_capacity(entries.len());
+        for (id, state, s) in entries {
+            let Ok(next) = self.inner.bus.next_offset(&id.set) else {
+                continue; // the set was deleted since
+            };
+            let cursor = s.cursor.load(Ordering::Relaxed);
+            out.push(BindingMetrics {
+                state,
+                lag: next.saturating_sub(cursor),
+                cursor,
+                in_flight: s.in_flight.load(Ordering::Relaxed),
+                delivered: s.delivered.load(Ordering::Relaxed),
+                retrying: s.retrying.load(Ordering::Relaxed),
+                dead_lettered: s.dead_lettered.load(Ordering::Relaxed),
+                dropped: s.dropped.load(Ordering::Relaxed),
+                failed_attempts: s.failed_attempts.load(Ordering::Relaxed),
+                lost_to_retention: s.lost_to_retention.load(Ordering::Relaxed),
+                latency: s.latency.snapshot(),
+                id,
+            });
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
     }
 
     /// Stops every worker (each finishes or abandons its requests in flight within the drain

@@ -619,9 +619,12 @@ impl Worker {
             .stats
             .in_flight
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let stats = self.cfg.stats.clone();
         in_flight.spawn(async move {
             let events: Vec<Arc<Event>> = batch.iter().map(|i| i.m.event.clone()).collect();
+            let started = std::time::Instant::now();
             let result = target.send(&events).await;
+            stats.latency.observe(started.elapsed());
             (batch, result)
         });
     }

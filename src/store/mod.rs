@@ -250,6 +250,7 @@ struct Counters {
     records: AtomicU64,
     fsyncs: AtomicU64,
     fsync_micros: AtomicU64,
+    fsync_latency: crate::metrics::LatencyHistogram,
 }
 
 /// A snapshot of the writer's counters since open.
@@ -659,6 +660,11 @@ impl EventLog {
         }
     }
 
+    /// The distribution of data fdatasync durations since open (for `GET /metrics`).
+    pub fn fsync_latency(&self) -> crate::metrics::HistogramSnapshot {
+        self.shared.counters.fsync_latency.snapshot()
+    }
+
     /// Whether an earlier failure poisoned the log.
     pub fn is_poisoned(&self) -> bool {
         self.shared.poison_cause().is_some()
@@ -874,6 +880,7 @@ impl Writer {
         c.fsyncs.fetch_add(1, Ordering::Relaxed);
         c.fsync_micros
             .fetch_add(self.gather.last_sync.as_micros() as u64, Ordering::Relaxed);
+        c.fsync_latency.observe(self.gather.last_sync);
         let mark = (self.st.next_offset > self.st.active_base).then(|| SyncMark {
             last_offset: self.st.next_offset - 1,
             position: self.st.active_len,

@@ -1,0 +1,65 @@
+//! `/v1/event-sets/{set}/replays`: replay of stored events to rules' targets. The replay
+//! engine is not in this version; the routes exist (with auth and the set's existence
+//! checked) and answer 501 `UnsupportedOperation.NotImplemented`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde_json::Value;
+
+use super::auth::Caller;
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::{AppState, blocking};
+
+async fn unavailable(st: &AppState, caller: &Caller, set: String) -> ApiResult<Json<Value>> {
+    caller.require_admin()?;
+    blocking(st, move |bus| bus.get_set(&set)).await?;
+    Err(ApiError::not_implemented("replay"))
+}
+
+/// List replays (501 in this version).
+#[utoipa::path(get, path = "/v1/event-sets/{set}/replays", tag = "replays",
+    params(("set" = String, Path)),
+    responses((status = 404, body = ErrorBody), (status = 501, body = ErrorBody)))]
+pub async fn list_replays(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(set): Path<String>,
+) -> ApiResult<Json<Value>> {
+    unavailable(&st, &caller, set).await
+}
+
+/// Start a replay `{"name","start","end","rules"?}` (501 in this version).
+#[utoipa::path(post, path = "/v1/event-sets/{set}/replays", tag = "replays",
+    params(("set" = String, Path)),
+    responses((status = 404, body = ErrorBody), (status = 501, body = ErrorBody)))]
+pub async fn create_replay(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(set): Path<String>,
+) -> ApiResult<Json<Value>> {
+    unavailable(&st, &caller, set).await
+}
+
+/// A replay's status (501 in this version).
+#[utoipa::path(get, path = "/v1/event-sets/{set}/replays/{name}", tag = "replays",
+    params(("set" = String, Path), ("name" = String, Path)),
+    responses((status = 404, body = ErrorBody), (status = 501, body = ErrorBody)))]
+pub async fn get_replay(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((set, _name)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    unavailable(&st, &caller, set).await
+}
+
+/// Cancel a replay (501 in this version).
+#[utoipa::path(delete, path = "/v1/event-sets/{set}/replays/{name}", tag = "replays",
+    params(("set" = String, Path), ("name" = String, Path)),
+    responses((status = 404, body = ErrorBody), (status = 501, body = ErrorBody)))]
+pub async fn cancel_replay(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((set, _name)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    unavailable(&st, &caller, set).await
+}

@@ -1,0 +1,439 @@
+//! `…/rules/{rule}/targets`, one target, its cursor (`seek`) and its dead letters.
+//!
+//! Target reads carry the binding's live `"delivery"` status. Credentials in a target body
+//! (`http.secret`, and header values whose names look like credentials) are replaced by
+//! [`REDACTED`] in every response; a PATCH that sends the placeholder back keeps the stored
+//! value, so read-modify-write round trips do not erase secrets.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
+
+use super::auth::Caller;
+use super::body::JsonBody;
+use super::error::{ApiError, ApiResult, ErrorBody, codes};
+use super::{AppState, blocking, created};
+use crate::catalog::{BindingId, DeadLetter, TargetMeta};
+use crate::delivery::{BindingStatus, SeekTo};
+
+/// What responses show instead of a credential.
+pub const REDACTED: &str = "<redacted>";
+
+/// Header names whose values are treated as credentials.
+fn is_sensitive_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    ["authorization", "cookie", "token", "secret", "key", "password", "signature"]
+        .iter()
+        .any(|s| n.contains(s))
+}
+
+/// Replaces credentials in a target body by [`REDACTED`].
+pub fn redact(body: &mut Value) {
+    let Some(http) = body.get_mut("http").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if let Some(s) = http.get_mut("secret")
+        && s.is_string()
+    {
+        *s = Value::String(REDACTED.into());
+    }
+    if let Some(headers) = http.get_mut("headers").and_then(Value::as_object_mut) {
+        for (name, v) in headers.iter_mut() {
+            if is_sensitive_header(name) && v.is_string() {
+                *v = Value::String(REDACTED.into());
+            }
+        }
+    }
+}
+
+/// Removes [`REDACTED`] placeholders from a merge patch, so they keep the stored values.
+fn drop_placeholders(patch: &mut Value) {
+    let Some(http) = patch.get_mut("http").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if http.get("secret").and_then(Value::as_str) == Some(REDACTED) {
+        http.remove("secret");
+    }
+    if let Some(headers) = http.get_mut("headers").and_then(Value::as_object_mut) {
+        headers.retain(|_, v| v.as_str() != Some(REDACTED));
+    }
+}
+
+/// A target: its body (as created, credentials redacted), where it belongs, and its binding's
+/// delivery status.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TargetView {
+    /// The event set.
+    pub set: String,
+    /// The rule.
+    pub rule: String,
+    /// The target body: `name`, `type`, the type's settings, `retry`, `dead_letter`, `batch`,
+    /// `ordered`, `start`.
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub body: Map<String, Value>,
+    /// Created, epoch ms.
+    pub created_ms: u64,
+    /// Last changed, epoch ms.
+    pub updated_ms: u64,
+    /// The binding's delivery status (absent in lists).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<DeliveryView>,
+}
+
+/// The `"delivery"` status of a target read.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryView {
+    /// `running`, `paused` (rule disabled), `failed` or `starting`.
+    pub state: String,
+    /// Every matching event below this offset is done with.
+    pub cursor: u64,
+    /// Events in the log at or after the cursor.
+    pub lag: u64,
+    /// Events in requests now in flight.
+    pub in_flight: u64,
+    /// Events delivered since the server started.
+    pub delivered: u64,
+    /// Events waiting for a retry.
+    pub retrying: u64,
+    /// Events in the dead-letter queue.
+    pub dead_lettered: u64,
+    /// Events given up with `dead_letter.mode = drop` since the server started.
+    pub dropped: u64,
+    /// Failed requests since the server started.
+    pub failed_attempts: u64,
+    /// Events retention removed before the binding delivered them.
+    pub lost_to_retention: u64,
+    /// The last failure, if any.
+    pub last_error: Option<String>,
+}
+
+impl From<BindingStatus> for DeliveryView {
+    fn from(s: BindingStatus) -> Self {
+        let state = serde_json::to_value(s.state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        DeliveryView {
+            state,
+            cursor: s.cursor,
+            lag: s.lag,
+            in_flight: s.in_flight,
+            delivered: s.delivered,
+            retrying: s.retrying,
+            dead_lettered: s.dead_lettered,
+            dropped: s.dropped,
+            failed_attempts: s.failed_attempts,
+            lost_to_retention: s.lost_to_retention,
+            last_error: s.last_error,
+        }
+    }
+}
+
+fn view(meta: TargetMeta, delivery: Option<BindingStatus>) -> TargetView {
+    let mut body: Value = serde_json::from_str(&meta.config).unwrap_or(Value::Null);
+    redact(&mut body);
+    TargetView {
+        set: meta.set,
+        rule: meta.rule,
+        body: match body {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        },
+        created_ms: meta.created_ms,
+        updated_ms: meta.updated_ms,
+        delivery: delivery.map(Into::into),
+    }
+}
+
+/// `GET …/targets` response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TargetList {
+    /// The rule's targets, by name.
+    pub targets: Vec<TargetView>,
+}
+
+type RulePath = Path<(String, String)>;
+type TargetPath = Path<(String, String, String)>;
+
+/// List a rule's targets.
+#[utoipa::path(get, path = "/v1/event-sets/{set}/rules/{rule}/targets", tag = "targets",
+    params(("set" = String, Path), ("rule" = String, Path)),
+    responses((status = 200, body = TargetList), (status = 404, body = ErrorBody)))]
+pub async fn list_targets(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((set, rule)): RulePath,
+) -> ApiResult<Json<TargetList>> {
+    caller.require_admin()?;
+    let targets = blocking(&st, move |bus| bus.catalog().list_targets(&set, &rule)).await?;
+    Ok(Json(TargetList {
+        targets: targets.into_iter().map(|t| view(t, None)).collect(),
+    }))
+}
+
+/// Create a target (see the target body in INTERFACE.md).
+#[utoipa::path(post, path = "/v1/event-sets/{set}/rules/{rule}/targets", tag = "targets",
+    request_body(content = Object, description = "target body: name, type, http, retry, dead_letter, batch, ordered, start"),
+    params(("set" = String, Path), ("rule" = String, Path)),
+    responses((status = 201, body = TargetView), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn create_target(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((set, rule)): RulePath,
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult<Response> {
+    caller.require_admin()?;
+    let meta = blocking(&st, move |bus| bus.catalog().create_target(&set, &rule, body)).await?;
+    Ok(created(view(meta, None)))
+}
+
+/// Read a target with its delivery status.
+#[utoipa::path(get, path = "/v1/event-sets/{set}/rules/{rule}/targets/{target}", tag = "targets",
+    params(("set" = String, Path), ("rule" = String, Path), ("target" = String, Path)),
+    responses((status = 200, body = TargetView), (status = 404, body = ErrorBody)))]
+pub async fn get_target(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((set, rule, target)): TargetPath,
+) -> ApiResult<Json<TargetView>> {
+    caller.require_admin()?;
+    let id = BindingId::new(&set, &rule, &target);
+    let meta = blocking(&st, move |bus| bus.catalog().get_target(&set, &rule, &target)).await?;
+    let status = st.inner.engine.status(&id).await?;
+    Ok(Json(view(meta, Some(status))))
+}
+
+/// Update a target with a JSON merge patch (RFC 7386) of its body.
+#[utoipa::path(patch, path = "/v1/event-sets/{set}/rules/{rule}/targets/{target}", tag = "targets",
+    request_body(content = Object, description = "JSON merge patch of the target body"),
+    params(("set" = String, Path), ("rule" = String, Path), ("target" = String, Path)),
+    responses((status = 200, body = TargetView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn update_target(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((set, rule, target)): TargetPath,
+    JsonBody(mut patch): JsonBody<Value>,
+) -> ApiResult<Json<TargetView>> {
+    caller.require_admin()?;
+    drop_placeholders(&mut patch);
+    let meta = blocking(&st, move |bus| {
+        bus.catalog().update_target(&set, &rule, &target, patch)
+    })
+    .await?;
+    Ok(Json(view(meta, None)))
+}
+
+/// Delete a target with its cursor, retries and dead letters.
+#[utoipa::path(delete, path = "/v1/event-sets/{set}/rules/{rule}/targets/{target}", tag = "targets",
+    params(("set" = String, Path), ("rule" = String, Path), ("target" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn delete_target(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((set, rule, target)): TargetPath,
+) -> ApiResult<StatusCode> {
+    caller.require_admin()?;
+    blocking(&st, move |bus| {
+        bus.catalog().delete_target(&set, &rule, &target)
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST …/seek` body: exactly one of `offset` and `time`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SeekBody {
+    /// Move the cursor to this offset (at most the end of the log).
+    pub offset: Option<u64>,
+    /// Move the cursor to the first event ingested at or after this time (epoch ms).
+    pub time: Option<u64>,
+}
+
+/// `POST …/seek` response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SeekResult {
+    /// The cursor now, durable.
+    pub cursor: u64,
+}
+
+/// Move a binding's cursor; durable before the response. Retries and dead letters stay.
+#[utoipa::path(post, path = "/v1/event-sets/{set}/rules/{rule}/targets/{target}/seek", tag = "targets",
+    request_body = SeekBody,
+    params(("set" = String, Path), ("rule" = String, Path), ("target" = String, Path)),
+    responses((status = 200, body = SeekResult), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn seek(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((set, rule, target)): TargetPath,
+    JsonBody(body): JsonBody<SeekBody>,
+) -> ApiResult<Json<SeekResult>> {
+    caller.require_admin()?;
+    let to = match (body.offset, body.time) {
+        (Some(o), None) => SeekTo::Offset(o),
+        (None, Some(t)) => SeekTo::Time(t),
+        _ => {
+            return Err(ApiError::invalid(
+                codes::INVALID_PARAMETER,
+                "$",
+                "give exactly one of `offset` and `time`",
+            ));
+        }
+    };
+    let id = BindingId::new(&set, &rule, &target);
+    let cursor = st.inner.engine.seek(&id, to).await?;
+    Ok(Json(SeekResult { cursor }))
+}
+
+/// Query of `GET …/dead-letters`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterQuery {
+    /// Only dead letters with an offset above this (the previous page's `after`).
+    pub after: Option<u64>,
+    /// Page size, 1–1000. Default = 100.
+    pub limit: Option<usize>,
+}
+
+/// One dead letter.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeadLetterView {
+    /// The event's offset.
+    pub offset: u64,
+    /// When the log accepted it, epoch ms.
+    pub ingest_time_ms: u64,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Why the last attempt failed.
+    pub last_error: String,
+    /// When it was dead-lettered, epoch ms.
+    pub dead_lettered_ms: u64,
+    /// The event.
+    #[schema(value_type = Object)]
+    pub event: Value,
+}
+
+impl From<DeadLetter> for DeadLetterView {
+    fn from(d: DeadLetter) -> Self {
+        DeadLetterView {
+            offset: d.offset,
+            ingest_time_ms: d.ingest_time_ms,
+            attempts: d.attempts,
+            last_error: d.last_error,
+            dead_lettered_ms: d.dead_lettered_ms,
+            event: d.event.to_json(),
+        }
+    }
+}
+
+/// `GET …/dead-letters` response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeadLetterList {
+    /// Oldest offset first.
+    pub dead_letters: Vec<DeadLetterView>,
+    /// Pass as `after` for the next page; null on the last page.
+    pub after: Option<u64>,
+}
+
+/// List a binding's dead letters, oldest first.
+#[utoipa::path(get, path = "/v1/event-sets/{set}/rules/{rule}/targets/{target}/dead-letters", tag = "targets",
+    params(("set" = String, Path), ("rule" = String, Path), ("target" = String, Path), DeadLetterQuery),
+    responses((status = 200, body = DeadLetterList), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn list_dead_letters(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((set, rule, target)): TargetPath,
+    query: Result<Query<DeadLetterQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<DeadLetterList>> {
+    caller.require_admin()?;
+    let Query(q) = query.map_err(|e| ApiError::invalid(codes::INVALID_PARAMETER, "query", e.body_text()))?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid(
+            codes::INVALID_VALUE,
+            "limit",
+            "limit must be between 1 and 1000",
+        ));
+    }
+    let id = BindingId::new(&set, &rule, &target);
+    // The existence check (404 for an unknown set, rule or target).
+    blocking(&st, move |bus| bus.catalog().get_target(&set, &rule, &target)).await?;
+    let letters = st.inner.engine.dead_letters(&id, q.after, limit).await?;
+    let after = (letters.len() == limit)
+        .then(|| letters.last().map(|d| d.offset))
+        .flatten();
+    Ok(Json(DeadLetterList {
+        dead_letters: letters.into_iter().map(Into::into).collect(),
+        after,
+    }))
+}
+
+/// `POST …/dead-letters/redrive` body; empty or `{}` redrives all.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedriveBody {
+    /// Only these offsets. Default = all.
+    pub offsets: Option<Vec<u64>>,
+}
+
+/// `POST …/dead-letters/redrive` response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RedriveResult {
+    /// Dead letters sent back to delivery (with a fresh attempt count).
+    pub redriven: usize,
+}
+
+/// Send dead letters through delivery again.
+#[utoipa::path(post, path = "/v1/event-sets/{set}/rules/{rule}/targets/{target}/dead-letters/redrive", tag = "targets",
+    request_body = RedriveBody,
+    params(("set" = String, Path), ("rule" = String, Path), ("target" = String, Path)),
+    responses((status = 200, body = RedriveResult), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn redrive_dead_letters(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((set, rule, target)): TargetPath,
+    super::body::RawBody(raw): super::body::RawBody,
+) -> ApiResult<Json<RedriveResult>> {
+    caller.require_admin()?;
+    let body: RedriveBody = if raw.iter().all(u8::is_ascii_whitespace) {
+        RedriveBody::default()
+    } else {
+        super::body::parse_json(&raw)?
+    };
+    let id = BindingId::new(&set, &rule, &target);
+    blocking(&st, move |bus| bus.catalog().get_target(&set, &rule, &target)).await?;
+    let redriven = st.inner.engine.redrive(&id, body.offsets).await?;
+    Ok(Json(RedriveResult { redriven }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn redact_hides_the_secret_and_credential_headers_only() {
+        let mut b = json!({"name":"t","type":"http","http":{"url":"http://x","secret":"whsec_abc",
+            "headers":{"Authorization":"Bearer s3cret","X-Api-Key":"k","X-Team":"ops"}}});
+        redact(&mut b);
+        let text = b.to_string();
+        assert!(!text.contains("s3cret") && !text.contains("whsec_abc"), "{text}");
+        assert_eq!(b["http"]["headers"]["X-Team"], "ops");
+        assert_eq!(b["http"]["headers"]["X-Api-Key"], REDACTED);
+        assert_eq!(b["http"]["secret"], REDACTED);
+    }
+
+    #[test]
+    fn placeholders_in_a_patch_keep_stored_values() {
+        let mut p = json!({"http":{"secret":REDACTED,"timeout_ms":10,
+            "headers":{"Authorization":REDACTED,"X-New":"v"}}});
+        drop_placeholders(&mut p);
+        assert_eq!(p, json!({"http":{"timeout_ms":10,"headers":{"X-New":"v"}}}));
+    }
+}
