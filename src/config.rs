@@ -213,3 +213,34 @@ pub fn now_ms() -> u64 {
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_lists_every_key_at_its_default() {
+        let text = include_str!("../eventbus.example.toml");
+        let parsed = Config::from_toml(text).expect("the example parses");
+        assert_eq!(parsed, Config::default());
+        // Every key of the defaults appears in the example, so the example documents them all.
+        let defaults = toml::to_string(&Config::default()).unwrap();
+        for line in defaults.lines() {
+            let Some((key, _)) = line.split_once(" = ") else {
+                continue;
+            };
+            assert!(
+                text.lines().any(|l| l.starts_with(&format!("{key} = "))),
+                "eventbus.example.toml does not document `{key}`"
+            );
+        }
+    }
+
+    #[test]
+    fn config_refuses_unknown_keys_naming_them() {
+        let e = Config::from_toml("[delivery]\nshare_read = true\n").unwrap_err();
+        assert!(e.to_string().contains("share_read"), "{e}");
+        let cfg = Config::from_toml("persist = { interval_ms = 50 }\n").unwrap();
+        assert_eq!(cfg.persist, PersistPolicy::IntervalMs(50));
+    }
+}

@@ -49,8 +49,18 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
 }
 
 /// Parses a JSON body into `T`: malformed JSON → `InvalidParameter.MalformedJson`; a wrong
-/// type, a missing or unknown member → `InvalidParameter` with the member's path.
+/// type, a missing or unknown member → `InvalidParameter` with the member's path. Syntax is
+/// checked first, so a body that is both malformed and incomplete is reported as malformed.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let value = parse_value(bytes)?;
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = json_path(&e.path().to_string());
+        ApiError::invalid(codes::INVALID_PARAMETER, path, e.into_inner().to_string())
+    })
+}
+
+/// Parses a JSON body into a [`serde_json::Value`] (malformed → `InvalidParameter.MalformedJson`).
+pub fn parse_value(bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -58,32 +68,13 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "the request body is empty; a JSON document is required",
         ));
     }
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let result: Result<T, _> = serde_path_to_error::deserialize(&mut de);
-    let value = match result {
-        Ok(v) => v,
-        Err(e) => {
-            let path = json_path(&e.path().to_string());
-            let inner = e.into_inner();
-            return Err(if inner.is_syntax() || inner.is_eof() {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    codes::MALFORMED_JSON,
-                    format!("the request body is not valid JSON: {inner}"),
-                )
-            } else {
-                ApiError::invalid(codes::INVALID_PARAMETER, path, inner.to_string())
-            });
-        }
-    };
-    de.end().map_err(|e| {
+    serde_json::from_slice(bytes).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             codes::MALFORMED_JSON,
             format!("the request body is not valid JSON: {e}"),
         )
-    })?;
-    Ok(value)
+    })
 }
 
 /// `serde_path_to_error`'s `a.b[0]` (or `.` for the root) as a JSON path `$.a.b[0]`.

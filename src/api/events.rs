@@ -65,7 +65,7 @@ fn entries(headers: &HeaderMap, body: &[u8]) -> ApiResult<(Vec<Value>, Shape)> {
         return Ok((vec![binary_event(headers, body)?], Shape::Binary));
     }
     let media = media_type(headers);
-    let parsed = || super::body::parse_json::<Value>(body);
+    let parsed = || super::body::parse_value(body);
     match media.as_deref() {
         Some("application/cloudevents+json") => match parsed()? {
             v @ Value::Object(_) => Ok((vec![v], Shape::Single)),
@@ -86,6 +86,9 @@ fn entries(headers: &HeaderMap, body: &[u8]) -> ApiResult<(Vec<Value>, Shape)> {
         },
         None => general_json(parsed()?),
         Some(m) if is_json_media(m) => general_json(parsed()?),
+        // What `curl -d` sends when no type is given: read as JSON, the only format a put
+        // can be in, rather than refusing the most common first try.
+        Some("application/x-www-form-urlencoded") => general_json(parsed()?),
         Some(m) => Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             codes::UNSUPPORTED_MEDIA_TYPE,
@@ -165,8 +168,8 @@ fn binary_event(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
     }
     if !body.is_empty() {
         let data = match media.as_deref() {
-            None => super::body::parse_json::<Value>(body)?,
-            Some(m) if is_json_media(m) => super::body::parse_json::<Value>(body)?,
+            None => super::body::parse_value(body)?,
+            Some(m) if is_json_media(m) => super::body::parse_value(body)?,
             // Not JSON: the event model refuses the content type with a clear message.
             Some(_) => Value::String(String::from_utf8_lossy(body).into_owned()),
         };

@@ -151,7 +151,7 @@ pub mod codes {
 
 /// Quotas of the catalog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct CatalogLimits {
     /// Custom event sets (the built-in `default` does not count). Default = 1000.
     pub max_sets: usize,
