@@ -1,0 +1,267 @@
+//! End to end through the real binary: `eventbus serve` on a free port, a set, a rule and an
+//! `http` target pointing at a local receiver created over HTTP, events put with plain HTTP
+//! requests (what curl sends) and with `eventbus put`, delivered to the receiver; then a
+//! SIGTERM shuts the server down cleanly and a restart finds everything in place.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// The server child process; killed if a test fails before it is stopped.
+struct Server {
+    child: Option<Child>,
+    base: String,
+    stdout: std::io::Lines<BufReader<std::process::ChildStdout>>,
+}
+
+impl Server {
+    fn start(data: &std::path::Path) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_eventbus"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data)
+            .env("EVENTBUS_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start eventbus serve");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = stdout.next().expect("a first line").unwrap();
+        let base = first
+            .strip_prefix("eventbus: listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+            .to_string();
+        Server {
+            child: Some(child),
+            base,
+            stdout,
+        }
+    }
+
+    /// SIGTERM, then the exit status and the rest of stdout.
+    fn stop(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let mut child = self.child.take().unwrap();
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = child.wait().unwrap();
+        let rest = self.stdout.by_ref().map(|l| l.unwrap()).collect();
+        (status, rest)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+async fn send(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = http.request(method, url);
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(b.to_string());
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    let value = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, value)
+}
+
+fn event(id: &str) -> Value {
+    json!({"specversion":"1.0","id":id,"source":"shop","type":"order.created",
+           "data":{"id":id,"total":12}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_serve_create_put_over_http_and_cli_delivers_and_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let receiver = common::Receiver::start().await;
+    let server = Server::start(&data);
+    let base = server.base.clone();
+    let http = reqwest::Client::new();
+    use reqwest::Method as M;
+
+    let (s, _) = send(&http, M::GET, format!("{base}/healthz"), None).await;
+    assert_eq!(s, 200);
+    let (s, body) = send(&http, M::POST, format!("{base}/v1/event-sets"),
+        Some(json!({"name":"orders","description":"shop orders"}))).await;
+    assert_eq!(s, 201, "{body}");
+    let (s, body) = send(&http, M::POST, format!("{base}/v1/event-sets/orders/rules"),
+        Some(json!({"name":"created","pattern":{"type":["order.created"]}}))).await;
+    assert_eq!(s, 201, "{body}");
+    let (s, body) = send(&http, M::POST,
+        format!("{base}/v1/event-sets/orders/rules/created/targets"),
+        Some(json!({"name":"hook","type":"http","http":{"url":receiver.url("/hook")},
+                    "retry":{"initial_backoff_ms":10,"max_backoff_ms":50}}))).await;
+    assert_eq!(s, 201, "{body}");
+
+    // Plain HTTP, as curl would send it: one object, then an array with a refused entry.
+    let (s, body) = send(&http, M::POST, format!("{base}/v1/event-sets/orders/events"),
+        Some(event("h-1"))).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["failed"], 0);
+    assert_eq!(body["entries"][0]["id"], "h-1");
+    let (s, body) = send(&http, M::POST, format!("{base}/v1/event-sets/orders/events"),
+        Some(json!([event("h-2"), {"specversion":"1.0","source":"shop"}]))).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["failed"], 1);
+    assert!(body["entries"][1]["error"]["code"].as_str().unwrap().starts_with("MissingParameter"));
+
+    // `eventbus put` with JSON lines on stdin.
+    let mut put = Command::new(env!("CARGO_BIN_EXE_eventbus"))
+        .args(["put", "orders", "-", "--server", &base, "--output", "json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut stdin = put.stdin.take().unwrap();
+        for id in ["c-1", "c-2", "c-3"] {
+            writeln!(stdin, "{}", event(id)).unwrap();
+        }
+    }
+    let out = put.wait_with_output().unwrap();
+    assert!(out.status.success(), "put failed: {}", String::from_utf8_lossy(&out.stderr));
+
+    receiver
+        .wait_until(20, "five deliveries", |r| {
+            let mut ids = r.accepted_ids("/hook");
+            ids.sort();
+            ids.dedup();
+            ids.len() == 5
+        })
+        .await;
+    let mut ids = receiver.accepted_ids("/hook");
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids, ["c-1", "c-2", "c-3", "h-1", "h-2"]);
+
+    // The target read shows the binding caught up.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (s, t) = send(&http, M::GET,
+            format!("{base}/v1/event-sets/orders/rules/created/targets/hook"), None).await;
+        assert_eq!(s, 200, "{t}");
+        if t["delivery"]["cursor"] == 5 && t["delivery"]["lag"] == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "binding never caught up: {t}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (s, metrics) = send(&http, M::GET, format!("{base}/metrics"), None).await;
+    assert_eq!(s, 200);
+    let metrics = metrics.as_str().unwrap().to_string();
+    assert!(
+        metrics.contains(r#"eventbus_ingest_events_total{set="orders",outcome="accepted"} 5"#),
+        "{metrics}"
+    );
+
+    let (status, rest) = server.stop();
+    assert!(status.success(), "{status}");
+    assert_eq!(rest.last().map(String::as_str), Some("eventbus: closed cleanly"));
+
+    // Restart: the events, the rule, the target and its cursor are all there.
+    let server = Server::start(&data);
+    let base = server.base.clone();
+    let (s, set) = send(&http, M::GET, format!("{base}/v1/event-sets/orders"), None).await;
+    assert_eq!(s, 200);
+    assert_eq!(set["stats"]["events"], 5, "{set}");
+    let (s, t) = send(&http, M::GET,
+        format!("{base}/v1/event-sets/orders/rules/created/targets/hook"), None).await;
+    assert_eq!(s, 200);
+    assert_eq!(t["delivery"]["cursor"], 5, "{t}");
+    let (s, page) = send(&http, M::GET,
+        format!("{base}/v1/event-sets/orders/events?limit=10"), None).await;
+    assert_eq!(s, 200);
+    let stored: Vec<&str> = page["events"].as_array().unwrap().iter()
+        .map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(stored, ["h-1", "h-2", "c-1", "c-2", "c-3"]);
+    let (status, _) = server.stop();
+    assert!(status.success());
+}
+
+#[test]
+fn serve_refuses_a_public_address_without_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_eventbus"))
+        .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("auth.tokens"), "{err}");
+    assert!(!dir.path().join("data").exists(), "nothing may be created before the refusal");
+}
+
+#[test]
+fn serve_with_tokens_requires_them_and_never_logs_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("eventbus.toml");
+    std::fs::write(
+        &cfg,
+        "[[auth.tokens]]\ntoken = \"admin-secret-token-0123\"\nrole = \"admin\"\n\
+         [[auth.tokens]]\ntoken = \"producer-secret-token-0123\"\nrole = \"producer\"\n",
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_eventbus"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("EVENTBUS_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = stdout.next().unwrap().unwrap().replace("eventbus: listening on ", "");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let r = http.post(format!("{base}/v1/event-sets"))
+            .header("content-type", "application/json")
+            .body(r#"{"name":"orders"}"#).send().await.unwrap();
+        assert_eq!(r.status(), 401);
+        let r = http.post(format!("{base}/v1/event-sets"))
+            .bearer_auth("producer-secret-token-0123")
+            .header("content-type", "application/json")
+            .body(r#"{"name":"orders"}"#).send().await.unwrap();
+        assert_eq!(r.status(), 403);
+        let r = http.post(format!("{base}/v1/event-sets"))
+            .bearer_auth("admin-secret-token-0123")
+            .header("content-type", "application/json")
+            .body(r#"{"name":"orders"}"#).send().await.unwrap();
+        assert_eq!(r.status(), 201);
+        let r = http.post(format!("{base}/v1/event-sets/orders/events"))
+            .bearer_auth("producer-secret-token-0123")
+            .header("content-type", "application/json")
+            .body(event("p-1").to_string()).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    });
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(!logs.contains("secret-token"), "a token reached the log:\n{logs}");
+}
