@@ -80,7 +80,7 @@ pub struct TargetView {
     pub created_ms: u64,
     /// Last changed, epoch ms.
     pub updated_ms: u64,
-    /// The binding's delivery status (absent in lists).
+    /// The binding's delivery status.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delivery: Option<DeliveryView>,
 }
@@ -160,7 +160,7 @@ pub struct TargetList {
 type RulePath = Path<(String, String)>;
 type TargetPath = Path<(String, String, String)>;
 
-/// List a rule's targets.
+/// List a rule's targets, each with its delivery status.
 #[utoipa::path(get, path = "/v1/event-sets/{set}/rules/{rule}/targets", tag = "targets",
     params(("set" = String, Path), ("rule" = String, Path)),
     responses((status = 200, body = TargetList), (status = 404, body = ErrorBody)))]
@@ -171,9 +171,18 @@ pub async fn list_targets(
 ) -> ApiResult<Json<TargetList>> {
     caller.require_admin()?;
     let targets = blocking(&st, move |bus| bus.catalog().list_targets(&set, &rule)).await?;
-    Ok(Json(TargetList {
-        targets: targets.into_iter().map(|t| view(t, None)).collect(),
-    }))
+    let mut views = Vec::with_capacity(targets.len());
+    for t in targets {
+        // A target deleted since the listing has no status any more; list it without.
+        let status = st
+            .inner
+            .engine
+            .status(&BindingId::new(&t.set, &t.rule, &t.name))
+            .await
+            .ok();
+        views.push(view(t, status));
+    }
+    Ok(Json(TargetList { targets: views }))
 }
 
 /// Create a target (see the target body in INTERFACE.md).

@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -281,11 +281,15 @@ impl Client {
                 self.server()
             ))
         } else if e.is_timeout() {
-            anyhow::Error::new(e.without_url())
-                .context(format!("the eventbus server at {} timed out", self.server()))
+            anyhow::Error::new(e.without_url()).context(format!(
+                "the eventbus server at {} timed out",
+                self.server()
+            ))
         } else {
-            anyhow::Error::new(e.without_url())
-                .context(format!("talking to the eventbus server at {}", self.server()))
+            anyhow::Error::new(e.without_url()).context(format!(
+                "talking to the eventbus server at {}",
+                self.server()
+            ))
         }
     }
 }
@@ -323,8 +327,8 @@ pub fn json_arg(arg: &str, what: &str) -> anyhow::Result<Value> {
             (s, "stdin".to_owned())
         }
         Some(path) => {
-            let s = std::fs::read_to_string(path)
-                .with_context(|| format!("{what}: reading {path}"))?;
+            let s =
+                std::fs::read_to_string(path).with_context(|| format!("{what}: reading {path}"))?;
             (s, path.to_owned())
         }
         None => (arg.to_owned(), "the argument".to_owned()),
@@ -332,33 +336,50 @@ pub fn json_arg(arg: &str, what: &str) -> anyhow::Result<Value> {
     serde_json::from_str(&text).with_context(|| format!("{what}: {source} is not valid JSON"))
 }
 
+/// Writes `text` to stdout and flushes. A reader that went away (`eventbus … | head -3`) is a
+/// normal way for output to end, not an error: `print!` would panic there instead.
+pub fn emit(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.context("writing stdout"),
+    }
+}
+
 /// Prints one resource: pretty JSON, or a `FIELD  VALUE` table of its leaf fields.
 pub fn print_resource(value: &Value, format: OutputFormat) -> anyhow::Result<()> {
     match format {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(value)?),
-        OutputFormat::Table => print!("{}", fields_table(value).render()),
+        OutputFormat::Json => emit(&format!("{}\n", serde_json::to_string_pretty(value)?)),
+        OutputFormat::Table => emit(&fields_table(value).render()),
     }
-    Ok(())
 }
 
 /// Prints a list: one compact JSON object per line, or a table of the chosen columns.
 pub fn print_list(items: &[Value], format: OutputFormat, columns: &[Column]) -> anyhow::Result<()> {
     match format {
-        OutputFormat::Json => {
-            for item in items {
-                println!("{}", serde_json::to_string(item)?);
-            }
-        }
-        OutputFormat::Table => print!("{}", list_table(items, columns).render()),
+        OutputFormat::Json => emit(&json_lines(items)?),
+        OutputFormat::Table => emit(&list_table(items, columns).render()),
     }
-    Ok(())
+}
+
+/// One compact JSON text per item, each ending in `\n`.
+pub fn json_lines(items: &[Value]) -> anyhow::Result<String> {
+    let mut text = String::new();
+    for item in items {
+        text.push_str(&serde_json::to_string(item)?);
+        text.push('\n');
+    }
+    Ok(text)
 }
 
 /// The array under `key` of a list answer such as `{"rules":[…]}`.
 pub fn list_field(answer: &Value, key: &str) -> anyhow::Result<Vec<Value>> {
     match answer.get(key) {
         Some(Value::Array(items)) => Ok(items.clone()),
-        _ => bail!("the server's answer has no {key:?} array: {}", truncate(&answer.to_string(), 200)),
+        _ => bail!(
+            "the server's answer has no {key:?} array: {}",
+            truncate(&answer.to_string(), 200)
+        ),
     }
 }
 
@@ -409,8 +430,9 @@ pub fn lookup<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
     path.split('.').try_fold(value, |v, key| v.get(key))
 }
 
-/// Longest text a table cell shows; longer values (patterns, error messages) end in `…`.
-/// JSON output always has the full value.
+/// Longest text a table cell shows; longer values (patterns, descriptions) end in `…`. Errors
+/// are shown whole: they are what a person reads the table for, and a cut message may lose the
+/// part that says which field is wrong. JSON output always has the full value.
 const MAX_CELL_CHARS: usize = 60;
 
 /// Text of one cell. Missing and null show as `-` so that columns stay aligned and a reader can
@@ -419,10 +441,12 @@ pub fn cell(value: Option<&Value>, style: CellStyle) -> String {
     let text = match (value, style) {
         (None | Some(Value::Null), _) => "-".to_owned(),
         (Some(Value::String(s)), _) => s.clone(),
-        (Some(v), CellStyle::TimeMs) => match v.as_i64().and_then(chrono::DateTime::from_timestamp_millis) {
-            Some(t) => t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            None => v.to_string(),
-        },
+        (Some(v), CellStyle::TimeMs) => {
+            match v.as_i64().and_then(chrono::DateTime::from_timestamp_millis) {
+                Some(t) => t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                None => v.to_string(),
+            }
+        }
         (Some(v @ Value::Object(o)), CellStyle::Error) => match (o.get("code"), o.get("message")) {
             (Some(Value::String(c)), Some(Value::String(m))) => format!("{c}: {m}"),
             (None, Some(Value::String(m))) => m.clone(),
@@ -430,12 +454,18 @@ pub fn cell(value: Option<&Value>, style: CellStyle) -> String {
         },
         (Some(v), _) => v.to_string(),
     };
-    truncate(&one_line(&text), MAX_CELL_CHARS)
+    let text = one_line(&text);
+    match style {
+        CellStyle::Error => text,
+        _ => truncate(&text, MAX_CELL_CHARS),
+    }
 }
 
 /// Control characters (newlines, tabs) would break the table's rows; they become spaces.
 fn one_line(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// At most `max` characters, ending in `…` when cut.
@@ -490,7 +520,11 @@ impl Table {
                     line.push_str("  ");
                 }
                 line.push_str(c);
-                let pad = widths.get(i).copied().unwrap_or(0).saturating_sub(c.chars().count());
+                let pad = widths
+                    .get(i)
+                    .copied()
+                    .unwrap_or(0)
+                    .saturating_sub(c.chars().count());
                 line.extend(std::iter::repeat_n(' ', pad));
             }
             out.push_str(line.trim_end());
@@ -518,6 +552,13 @@ pub fn list_table(items: &[Value], columns: &[Column]) -> Table {
 /// documents of their own (a pattern, a transformation, an event) and read best as one value.
 const WHOLE_FIELDS: &[&str] = &["pattern", "transform", "event", "data", "headers", "tags"];
 
+/// Whether a dotted path names a point in time in epoch ms (shown as RFC 3339), as opposed to
+/// a duration in ms such as `dedup_window_ms` or `timeout_ms` (shown as a number).
+fn is_time_field(path: &str) -> bool {
+    let key = path.rsplit('.').next().unwrap_or(path);
+    key.ends_with("time_ms") || matches!(key, "created_ms" | "updated_ms" | "dead_lettered_ms")
+}
+
 /// One resource as `FIELD  VALUE` rows: every leaf field by its dotted path, in the server's
 /// order, so that a table view hides nothing (only long values are shortened).
 pub fn fields_table(value: &Value) -> Table {
@@ -538,7 +579,7 @@ pub fn fields_table(value: &Value) -> Table {
                 }
             }
             _ => {
-                let style = if prefix.ends_with("_ms") {
+                let style = if is_time_field(prefix) {
                     CellStyle::TimeMs
                 } else if prefix.ends_with("error") {
                     CellStyle::Error
@@ -590,7 +631,10 @@ mod tests {
             ..args
         };
         let c = Client::new(&args).unwrap();
-        assert_eq!(c.url(&["v1", "event-sets"]).unwrap().path(), "/v1/event-sets");
+        assert_eq!(
+            c.url(&["v1", "event-sets"]).unwrap().path(),
+            "/v1/event-sets"
+        );
     }
 
     #[test]
@@ -615,7 +659,10 @@ mod tests {
     fn api_error_displays_code_message_and_path() {
         let body = br#"{"error":{"code":"InvalidParameterValue.EventPattern","message":"bad","path":"$.a"}}"#;
         let e = ApiError::from_body(StatusCode::BAD_REQUEST, body);
-        assert_eq!(e.to_string(), "InvalidParameterValue.EventPattern: bad (at $.a)");
+        assert_eq!(
+            e.to_string(),
+            "InvalidParameterValue.EventPattern: bad (at $.a)"
+        );
         let e = ApiError::from_body(
             StatusCode::NOT_FOUND,
             br#"{"error":{"code":"ResourceNotFound.Rule","message":"no rule r"}}"#,
@@ -634,22 +681,37 @@ mod tests {
 
     #[test]
     fn json_arg_reads_text_and_files_and_names_the_argument_on_error() {
-        assert_eq!(json_arg(r#"{"a":[1]}"#, "--pattern").unwrap(), json!({"a":[1]}));
+        assert_eq!(
+            json_arg(r#"{"a":[1]}"#, "--pattern").unwrap(),
+            json!({"a":[1]})
+        );
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.json");
         std::fs::write(&path, "{\n  \"source\": [\"x\"]\n}\n").unwrap();
         let arg = format!("@{}", path.display());
-        assert_eq!(json_arg(&arg, "--pattern").unwrap(), json!({"source":["x"]}));
+        assert_eq!(
+            json_arg(&arg, "--pattern").unwrap(),
+            json!({"source":["x"]})
+        );
 
         let e = format!("{:#}", json_arg("{nope", "--pattern").unwrap_err());
-        assert!(e.starts_with("--pattern: the argument is not valid JSON"), "{e}");
+        assert!(
+            e.starts_with("--pattern: the argument is not valid JSON"),
+            "{e}"
+        );
         assert!(e.contains("line 1"), "{e}");
         std::fs::write(&path, "{\n  \"a\": \n}").unwrap();
         let e = format!("{:#}", json_arg(&arg, "--body").unwrap_err());
-        assert!(e.contains("--body") && e.contains("p.json") && e.contains("line 3"), "{e}");
+        assert!(
+            e.contains("--body") && e.contains("p.json") && e.contains("line 3"),
+            "{e}"
+        );
         let missing = format!("@{}", dir.path().join("missing.json").display());
         let e = format!("{:#}", json_arg(&missing, "--body").unwrap_err());
-        assert!(e.contains("--body: reading") && e.contains("missing.json"), "{e}");
+        assert!(
+            e.contains("--body: reading") && e.contains("missing.json"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -703,7 +765,8 @@ mod tests {
     #[test]
     fn fields_table_flattens_but_keeps_documents_whole() {
         let rule = json!({"name":"r","enabled":true,"pattern":{"source":["x"]},
-                          "created_ms":0,"stats":{"matched":3}});
+                          "created_ms":0,"stats":{"matched":3,"last_time_ms":null},
+                          "dedup_window_ms":120000});
         let t = fields_table(&rule);
         assert_eq!(
             t.rows,
@@ -713,6 +776,8 @@ mod tests {
                 vec!["pattern".to_owned(), r#"{"source":["x"]}"#.into()],
                 vec!["created_ms".to_owned(), "1970-01-01T00:00:00.000Z".into()],
                 vec!["stats.matched".to_owned(), "3".into()],
+                vec!["stats.last_time_ms".to_owned(), "-".into()],
+                vec!["dedup_window_ms".to_owned(), "120000".into()],
             ]
         );
     }

@@ -76,8 +76,9 @@ pub enum SetsCommand {
     },
     /// Create an event set.
     Create(SetFields),
-    /// Change an event set's description or retention (only the flags given).
-    Update(SetFields),
+    /// Change an event set's description, retention or de-duplication (only the flags given;
+    /// a retention limit not named keeps its value).
+    Update(SetUpdate),
     /// Delete an event set and its events (refused while it has rules, and for `default`).
     Delete {
         /// Event set name.
@@ -99,6 +100,22 @@ pub struct SetFields {
     /// Delete the oldest events while the set holds more than this many bytes.
     #[arg(long)]
     pub max_bytes: Option<u64>,
+    /// Do not store an event whose (source, id) was seen within this many ms (0 = off).
+    #[arg(long)]
+    pub dedup_window_ms: Option<u64>,
+}
+
+/// `sets update`: the settable fields, plus switches that lift a retention limit.
+#[derive(Debug, Args)]
+pub struct SetUpdate {
+    #[command(flatten)]
+    pub fields: SetFields,
+    /// Remove the age limit: keep events however old.
+    #[arg(long, conflicts_with = "max_age_hours")]
+    pub no_max_age: bool,
+    /// Remove the size limit.
+    #[arg(long, conflicts_with = "max_bytes")]
+    pub no_max_bytes: bool,
 }
 
 impl SetFields {
@@ -121,7 +138,50 @@ impl SetFields {
         if !retention.is_empty() {
             body.insert("retention".into(), Value::Object(retention));
         }
+        if let Some(w) = self.dedup_window_ms {
+            body.insert("dedup_window_ms".into(), json!(w));
+        }
         Value::Object(body)
+    }
+}
+
+impl SetUpdate {
+    /// Whether any retention limit changes (so the current policy must be read first).
+    fn touches_retention(&self) -> bool {
+        self.fields.max_age_hours.is_some()
+            || self.fields.max_bytes.is_some()
+            || self.no_max_age
+            || self.no_max_bytes
+    }
+
+    /// The PATCH body. The server replaces the whole retention policy, so the limits not
+    /// named on the command line are copied from `current` (the set's `retention` as read)
+    /// and `--max-bytes` alone does not silently lift an age limit.
+    fn body(&self, current: Option<&Value>) -> Value {
+        let mut body = self.fields.body(false);
+        if self.touches_retention() {
+            let mut retention = current
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            // Null members mean "no limit", the same as absent ones.
+            retention.retain(|_, v| !v.is_null());
+            let given = [
+                ("max_age_hours", self.fields.max_age_hours, self.no_max_age),
+                ("max_bytes", self.fields.max_bytes, self.no_max_bytes),
+            ];
+            for (key, value, clear) in given {
+                if let Some(v) = value {
+                    retention.insert(key.into(), json!(v));
+                } else if clear {
+                    retention.remove(key);
+                }
+            }
+            if let Some(obj) = body.as_object_mut() {
+                obj.insert("retention".into(), Value::Object(retention));
+            }
+        }
+        body
     }
 }
 
@@ -142,24 +202,48 @@ pub fn run_sets(args: SetsArgs) -> anyhow::Result<ExitCode> {
     client::block_on(async {
         match &args.command {
             SetsCommand::List => {
-                let answer = c.call_json(Method::GET, c.url(&["v1", "event-sets"])?, None).await?;
-                client::print_list(&client::list_field(&answer, "event_sets")?, out, SET_COLUMNS)
+                let answer = c
+                    .call_json(Method::GET, c.url(&["v1", "event-sets"])?, None)
+                    .await?;
+                client::print_list(
+                    &client::list_field(&answer, "event_sets")?,
+                    out,
+                    SET_COLUMNS,
+                )
             }
             SetsCommand::Get { name } => {
                 let v = c.call_json(Method::GET, set_url(&c, name)?, None).await?;
                 client::print_resource(&v, out)
             }
             SetsCommand::Create(f) => {
-                let v = c.call(Method::POST, c.url(&["v1", "event-sets"])?, Some(&f.body(true))).await?;
+                let v = c
+                    .call(
+                        Method::POST,
+                        c.url(&["v1", "event-sets"])?,
+                        Some(&f.body(true)),
+                    )
+                    .await?;
                 print_written(v, out, &format!("created event set {:?}", f.name))
             }
-            SetsCommand::Update(f) => {
-                let body = f.body(false);
+            SetsCommand::Update(u) => {
+                let name = &u.fields.name;
+                let current = if u.touches_retention() {
+                    let set = c.call_json(Method::GET, set_url(&c, name)?, None).await?;
+                    set.get("retention").cloned()
+                } else {
+                    None
+                };
+                let body = u.body(current.as_ref());
                 if is_empty(&body) {
-                    bail!("nothing to update: give --description, --max-age-hours or --max-bytes");
+                    bail!(
+                        "nothing to update: give --description, --max-age-hours, --max-bytes, \
+                         --no-max-age, --no-max-bytes or --dedup-window-ms"
+                    );
                 }
-                let v = c.call(Method::PATCH, set_url(&c, &f.name)?, Some(&body)).await?;
-                print_written(v, out, &format!("updated event set {:?}", f.name))
+                let v = c
+                    .call(Method::PATCH, set_url(&c, name)?, Some(&body))
+                    .await?;
+                print_written(v, out, &format!("updated event set {name:?}"))
             }
             SetsCommand::Delete { name } => {
                 let v = c.call(Method::DELETE, set_url(&c, name)?, None).await?;
@@ -240,8 +324,11 @@ pub enum RulesCommand {
         #[arg(long)]
         description: Option<String>,
         /// New transformation (JSON text, or @file.json).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "no_transform")]
         transform: Option<String>,
+        /// Remove the transformation: targets get the events as stored.
+        #[arg(long)]
+        no_transform: bool,
     },
     /// Delete a rule (refused while it has targets).
     Delete {
@@ -296,7 +383,11 @@ pub fn run_rules(args: RulesArgs) -> anyhow::Result<ExitCode> {
             let body = Value::Object(body);
             client::block_on(async {
                 let v = c.call(Method::POST, rules_url(set)?, Some(&body)).await?;
-                print_written(v, out, &format!("created rule {rule:?} in event set {set:?}"))
+                print_written(
+                    v,
+                    out,
+                    &format!("created rule {rule:?} in event set {set:?}"),
+                )
             })??
         }
         RulesCommand::Update {
@@ -307,6 +398,7 @@ pub fn run_rules(args: RulesArgs) -> anyhow::Result<ExitCode> {
             disable,
             description,
             transform,
+            no_transform,
         } => {
             let mut body = Map::new();
             if let Some(p) = pattern {
@@ -321,21 +413,35 @@ pub fn run_rules(args: RulesArgs) -> anyhow::Result<ExitCode> {
             if let Some(t) = transform {
                 body.insert("transform".into(), client::json_arg(t, "--transform")?);
             }
+            if *no_transform {
+                // The server reads an explicit null as "remove".
+                body.insert("transform".into(), Value::Null);
+            }
             if body.is_empty() {
                 bail!(
-                    "nothing to update: give --pattern, --enable, --disable, --description or \
-                     --transform"
+                    "nothing to update: give --pattern, --enable, --disable, --description, \
+                     --transform or --no-transform"
                 );
             }
             let body = Value::Object(body);
             client::block_on(async {
-                let v = c.call(Method::PATCH, rule_url(set, rule)?, Some(&body)).await?;
-                print_written(v, out, &format!("updated rule {rule:?} in event set {set:?}"))
+                let v = c
+                    .call(Method::PATCH, rule_url(set, rule)?, Some(&body))
+                    .await?;
+                print_written(
+                    v,
+                    out,
+                    &format!("updated rule {rule:?} in event set {set:?}"),
+                )
             })??
         }
         RulesCommand::Delete { set, rule } => client::block_on(async {
             let v = c.call(Method::DELETE, rule_url(set, rule)?, None).await?;
-            print_written(v, out, &format!("deleted rule {rule:?} from event set {set:?}"))
+            print_written(
+                v,
+                out,
+                &format!("deleted rule {rule:?} from event set {set:?}"),
+            )
         })??,
     }
     Ok(ExitCode::SUCCESS)
@@ -430,19 +536,34 @@ const TARGET_COLUMNS: &[Column] = &[
 
 impl TargetRef {
     fn url(&self, c: &Client, tail: &[&str]) -> anyhow::Result<reqwest::Url> {
-        let mut segments = vec!["v1", "event-sets", &self.set, "rules", &self.rule, "targets", &self.target];
+        let mut segments = vec![
+            "v1",
+            "event-sets",
+            &self.set,
+            "rules",
+            &self.rule,
+            "targets",
+            &self.target,
+        ];
         segments.extend_from_slice(tail);
         c.url(&segments)
     }
 
     fn describe(&self) -> String {
-        format!("target {:?} of rule {:?} in event set {:?}", self.target, self.rule, self.set)
+        format!(
+            "target {:?} of rule {:?} in event set {:?}",
+            self.target, self.rule, self.set
+        )
     }
 }
 
 /// The body of `targets create`: `--body` (with the positional name filled in or checked), or
 /// the `--url` shortcut's minimal http target.
-pub fn target_body(target: Option<&str>, body: Option<&str>, url: Option<&str>) -> anyhow::Result<Value> {
+pub fn target_body(
+    target: Option<&str>,
+    body: Option<&str>,
+    url: Option<&str>,
+) -> anyhow::Result<Value> {
     match (body, url) {
         (Some(body), None) => {
             let mut v = client::json_arg(body, "--body")?;
@@ -470,26 +591,71 @@ pub fn target_body(target: Option<&str>, body: Option<&str>, url: Option<&str>) 
     }
 }
 
+/// Fills in `delivery` for list items without it by reading each target: the list answer
+/// may leave the (per-binding, live) status out, and a table of targets without state, lag
+/// and errors would hide what a person listing them looks for. A target deleted between the
+/// list and its read keeps its row, without status.
+async fn add_delivery_status(
+    c: &Client,
+    set: &str,
+    rule: &str,
+    targets: &mut [Value],
+) -> anyhow::Result<()> {
+    for t in targets.iter_mut() {
+        if t.get("delivery").is_some() {
+            continue;
+        }
+        let Some(name) = t.get("name").and_then(Value::as_str) else {
+            continue;
+        };
+        let r = TargetRef {
+            set: set.to_owned(),
+            rule: rule.to_owned(),
+            target: name.to_owned(),
+        };
+        match c.call_json(Method::GET, r.url(c, &[])?, None).await {
+            Ok(full) => {
+                if let (Some(d), Some(obj)) = (full.get("delivery"), t.as_object_mut()) {
+                    obj.insert("delivery".into(), d.clone());
+                }
+            }
+            Err(e)
+                if e.downcast_ref::<client::ApiError>()
+                    .is_some_and(|a| a.status == reqwest::StatusCode::NOT_FOUND) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// `--time`: epoch milliseconds, or an RFC 3339 time converted to them.
-pub fn parse_time_ms(text: &str) -> anyhow::Result<i64> {
-    if let Ok(ms) = text.trim().parse::<i64>() {
+pub fn parse_time_ms(text: &str) -> anyhow::Result<u64> {
+    if let Ok(ms) = text.trim().parse::<u64>() {
         return Ok(ms);
     }
     let t = chrono::DateTime::parse_from_rfc3339(text.trim()).with_context(|| {
         format!("--time {text:?}: expected epoch milliseconds or an RFC 3339 time (2024-05-01T00:00:00Z)")
     })?;
-    Ok(t.timestamp_millis())
+    u64::try_from(t.timestamp_millis())
+        .with_context(|| format!("--time {text:?}: before 1970 (ingest times are epoch ms)"))
 }
 
 /// Runs `eventbus targets …`.
 pub fn run_targets(args: TargetsArgs) -> anyhow::Result<ExitCode> {
     let out = args.client.output.unwrap_or(OutputFormat::Table);
     let c = Client::new(&args.client)?;
-    let targets_url = |set: &str, rule: &str| c.url(&["v1", "event-sets", set, "rules", rule, "targets"]);
+    let targets_url =
+        |set: &str, rule: &str| c.url(&["v1", "event-sets", set, "rules", rule, "targets"]);
     match &args.command {
         TargetsCommand::List { set, rule } => client::block_on(async {
-            let answer = c.call_json(Method::GET, targets_url(set, rule)?, None).await?;
-            client::print_list(&client::list_field(&answer, "targets")?, out, TARGET_COLUMNS)
+            let answer = c
+                .call_json(Method::GET, targets_url(set, rule)?, None)
+                .await?;
+            let mut targets = client::list_field(&answer, "targets")?;
+            if out == OutputFormat::Table {
+                add_delivery_status(&c, set, rule, &mut targets).await?;
+            }
+            client::print_list(&targets, out, TARGET_COLUMNS)
         })??,
         TargetsCommand::Get(t) => client::block_on(async {
             let v = c.call_json(Method::GET, t.url(&c, &[])?, None).await?;
@@ -505,8 +671,14 @@ pub fn run_targets(args: TargetsArgs) -> anyhow::Result<ExitCode> {
             let body = target_body(target.as_deref(), body.as_deref(), url.as_deref())?;
             let name = body.get("name").cloned().unwrap_or(Value::Null);
             client::block_on(async {
-                let v = c.call(Method::POST, targets_url(set, rule)?, Some(&body)).await?;
-                print_written(v, out, &format!("created target {name} of rule {rule:?} in event set {set:?}"))
+                let v = c
+                    .call(Method::POST, targets_url(set, rule)?, Some(&body))
+                    .await?;
+                print_written(
+                    v,
+                    out,
+                    &format!("created target {name} of rule {rule:?} in event set {set:?}"),
+                )
             })??
         }
         TargetsCommand::Update { target, patch } => {
@@ -515,7 +687,9 @@ pub fn run_targets(args: TargetsArgs) -> anyhow::Result<ExitCode> {
                 bail!("--patch: must be a JSON object of the fields to change");
             }
             client::block_on(async {
-                let v = c.call(Method::PATCH, target.url(&c, &[])?, Some(&body)).await?;
+                let v = c
+                    .call(Method::PATCH, target.url(&c, &[])?, Some(&body))
+                    .await?;
                 print_written(v, out, &format!("updated {}", target.describe()))
             })??
         }
@@ -523,20 +697,28 @@ pub fn run_targets(args: TargetsArgs) -> anyhow::Result<ExitCode> {
             let v = c.call(Method::DELETE, t.url(&c, &[])?, None).await?;
             print_written(v, out, &format!("deleted {}", t.describe()))
         })??,
-        TargetsCommand::Seek { target, offset, time } => {
+        TargetsCommand::Seek {
+            target,
+            offset,
+            time,
+        } => {
             let body = match (offset, time) {
                 (Some(o), _) => json!({ "offset": o }),
                 (None, Some(t)) => json!({ "time": parse_time_ms(t)? }),
                 (None, None) => bail!("give --offset or --time"),
             };
             client::block_on(async {
-                let v = c.call_json(Method::POST, target.url(&c, &["seek"])?, Some(&body)).await?;
+                let v = c
+                    .call_json(Method::POST, target.url(&c, &["seek"])?, Some(&body))
+                    .await?;
                 match out {
                     OutputFormat::Json => client::print_resource(&v, out),
                     OutputFormat::Table => {
                         let cursor = client::cell(v.get("cursor"), CellStyle::Plain);
-                        println!("{}: cursor now at offset {cursor}", target.describe());
-                        Ok(())
+                        client::emit(&format!(
+                            "{}: cursor now at offset {cursor}\n",
+                            target.describe()
+                        ))
                     }
                 }
             })??
@@ -597,11 +779,15 @@ pub fn run_dead_letters(args: DeadLettersArgs) -> anyhow::Result<ExitCode> {
     let out = args.client.output.unwrap_or(OutputFormat::Table);
     let c = Client::new(&args.client)?;
     match &args.command {
-        DeadLettersCommand::List { target, limit, after } => client::block_on(async {
+        DeadLettersCommand::List {
+            target,
+            limit,
+            after,
+        } => client::block_on(async {
             let (items, more_after) = list_dead_letters(&c, target, *limit, *after).await?;
             client::print_list(&items, out, DEAD_LETTER_COLUMNS)?;
             if let Some(next) = more_after {
-                eprintln!("(showing {}; more with --after {next})", items.len());
+                eprintln!("(showing {}; continue with --after {next})", items.len());
             }
             anyhow::Ok(())
         })??,
@@ -618,8 +804,10 @@ pub fn run_dead_letters(args: DeadLettersArgs) -> anyhow::Result<ExitCode> {
                     OutputFormat::Json => client::print_resource(&v, out),
                     OutputFormat::Table => {
                         let n = client::cell(v.get("redriven"), CellStyle::Plain);
-                        println!("{}: {n} dead letter(s) redriven", target.describe());
-                        Ok(())
+                        client::emit(&format!(
+                            "{}: {n} dead letter(s) redriven\n",
+                            target.describe()
+                        ))
                     }
                 }
             })??
@@ -627,6 +815,9 @@ pub fn run_dead_letters(args: DeadLettersArgs) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// Largest `limit` the server takes for one page of dead letters.
+const MAX_DEAD_LETTER_PAGE: usize = 1000;
 
 /// Pages through `GET …/dead-letters?after=&limit=` until `limit` items or the end. Returns
 /// the items and, when it stopped at `limit` with more left, the `after` to continue from.
@@ -640,13 +831,15 @@ async fn list_dead_letters(
     let mut after = after.map(|a| a.to_string());
     loop {
         let remaining = limit - items.len();
+        // The server serves pages of at most MAX_DEAD_LETTER_PAGE; bigger limits take pages.
+        let page_size = remaining.min(MAX_DEAD_LETTER_PAGE);
         let mut url = target.url(c, &["dead-letters"])?;
         {
             let mut q = url.query_pairs_mut();
             if let Some(a) = &after {
                 q.append_pair("after", a);
             }
-            q.append_pair("limit", &remaining.to_string());
+            q.append_pair("limit", &page_size.to_string());
         }
         let answer = c.call_json(Method::GET, url, None).await?;
         let page = client::list_field(&answer, "dead_letters")?;
@@ -677,10 +870,7 @@ async fn list_dead_letters(
 fn print_written(answer: Option<Value>, out: OutputFormat, done: &str) -> anyhow::Result<()> {
     match (answer, out) {
         (Some(v), _) => client::print_resource(&v, out),
-        (None, OutputFormat::Table) => {
-            println!("{done}");
-            Ok(())
-        }
+        (None, OutputFormat::Table) => client::emit(&format!("{done}\n")),
         (None, OutputFormat::Json) => Ok(()),
     }
 }
@@ -700,22 +890,74 @@ mod tests {
             description: None,
             max_age_hours: Some(72),
             max_bytes: None,
+            dedup_window_ms: None,
         };
-        assert_eq!(f.body(true), json!({"name":"orders","retention":{"max_age_hours":72}}));
+        assert_eq!(
+            f.body(true),
+            json!({"name":"orders","retention":{"max_age_hours":72}})
+        );
         assert_eq!(f.body(false), json!({"retention":{"max_age_hours":72}}));
         let none = SetFields {
             name: "x".into(),
             description: None,
             max_age_hours: None,
             max_bytes: None,
+            dedup_window_ms: Some(0),
         };
-        assert!(is_empty(&none.body(false)));
+        assert_eq!(none.body(false), json!({"dedup_window_ms":0}));
+    }
+
+    fn update(
+        max_age_hours: Option<u64>,
+        max_bytes: Option<u64>,
+        no_age: bool,
+        no_bytes: bool,
+    ) -> SetUpdate {
+        SetUpdate {
+            fields: SetFields {
+                name: "orders".into(),
+                description: None,
+                max_age_hours,
+                max_bytes,
+                dedup_window_ms: None,
+            },
+            no_max_age: no_age,
+            no_max_bytes: no_bytes,
+        }
+    }
+
+    #[test]
+    fn set_update_keeps_the_retention_limits_not_named() {
+        let current = json!({"max_age_hours":168,"max_bytes":null});
+        let u = update(None, Some(1000), false, false);
+        assert!(u.touches_retention());
+        assert_eq!(
+            u.body(Some(&current)),
+            json!({"retention":{"max_age_hours":168,"max_bytes":1000}})
+        );
+        let u = update(None, None, true, false);
+        assert_eq!(
+            u.body(Some(&json!({"max_age_hours":168,"max_bytes":5}))),
+            json!({"retention":{"max_bytes":5}})
+        );
+        let u = update(Some(1), None, false, true);
+        assert_eq!(
+            u.body(Some(&json!({"max_age_hours":168,"max_bytes":5}))),
+            json!({"retention":{"max_age_hours":1}})
+        );
+        // Nothing about retention: no read needed, no retention sent.
+        let u = update(None, None, false, false);
+        assert!(!u.touches_retention());
+        assert!(is_empty(&u.body(None)));
     }
 
     #[test]
     fn url_shortcut_builds_a_minimal_http_target() {
         let v = target_body(Some("hook"), None, Some("http://127.0.0.1:9000/h")).unwrap();
-        assert_eq!(v, json!({"name":"hook","type":"http","http":{"url":"http://127.0.0.1:9000/h"}}));
+        assert_eq!(
+            v,
+            json!({"name":"hook","type":"http","http":{"url":"http://127.0.0.1:9000/h"}})
+        );
     }
 
     #[test]
@@ -725,18 +967,33 @@ mod tests {
         assert_eq!(v["name"], "t");
         let named = r#"{"name":"a","type":"http"}"#;
         assert_eq!(target_body(None, Some(named), None).unwrap()["name"], "a");
-        assert_eq!(target_body(Some("a"), Some(named), None).unwrap()["name"], "a");
-        let e = target_body(Some("b"), Some(named), None).unwrap_err().to_string();
+        assert_eq!(
+            target_body(Some("a"), Some(named), None).unwrap()["name"],
+            "a"
+        );
+        let e = target_body(Some("b"), Some(named), None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("\"b\"") && e.contains("\"a\""), "{e}");
-        let e = target_body(None, Some("[1]"), None).unwrap_err().to_string();
+        let e = target_body(None, Some("[1]"), None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("JSON object"), "{e}");
     }
 
     #[test]
     fn time_is_epoch_ms_or_rfc3339() {
         assert_eq!(parse_time_ms("1700000000123").unwrap(), 1_700_000_000_123);
-        assert_eq!(parse_time_ms("2023-11-14T22:13:20.123Z").unwrap(), 1_700_000_000_123);
-        assert_eq!(parse_time_ms("2023-11-15T06:13:20.123+08:00").unwrap(), 1_700_000_000_123);
+        assert_eq!(
+            parse_time_ms("2023-11-14T22:13:20.123Z").unwrap(),
+            1_700_000_000_123
+        );
+        assert_eq!(
+            parse_time_ms("2023-11-15T06:13:20.123+08:00").unwrap(),
+            1_700_000_000_123
+        );
+        let e = format!("{:#}", parse_time_ms("1969-12-31T23:59:59Z").unwrap_err());
+        assert!(e.contains("before 1970"), "{e}");
         let e = parse_time_ms("yesterday").unwrap_err().to_string();
         assert!(e.contains("--time") && e.contains("RFC 3339"), "{e}");
     }
@@ -744,9 +1001,11 @@ mod tests {
     #[test]
     fn target_table_shows_delivery_status() {
         let t = client::list_table(
-            &[json!({"name":"hook","type":"http","delivery":{"state":"running","cursor":12,
+            &[
+                json!({"name":"hook","type":"http","delivery":{"state":"running","cursor":12,
                 "lag":3,"in_flight":1,"delivered":9,"retrying":1,"dead_lettered":0,
-                "last_error":{"code":"Http.Status","message":"HTTP 503"}}})],
+                "last_error":{"code":"Http.Status","message":"HTTP 503"}}}),
+            ],
             TARGET_COLUMNS,
         );
         assert_eq!(

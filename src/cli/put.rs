@@ -5,7 +5,7 @@
 //! The events then go out in chunks of at most `--batch` events (and about 1 MiB) per
 //! `POST /v1/event-sets/{SET}/events`, in input order, one chunk at a time.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::ops::Range;
 use std::process::ExitCode;
 
@@ -58,7 +58,8 @@ pub struct PutArgs {
 pub fn run(args: PutArgs) -> anyhow::Result<ExitCode> {
     let format = args.client.output.unwrap_or(OutputFormat::Table);
     let text = read_input(&args.file)?;
-    let events = parse_events(&text).with_context(|| format!("{}: nothing was sent", source_name(&args.file)))?;
+    let events = parse_events(&text)
+        .with_context(|| format!("bad input in {}, nothing was sent", source_name(&args.file)))?;
     let bodies = encode(&events)?;
     let chunks = chunks(&bodies, args.batch, MAX_REQUEST_BYTES);
     let client = Client::new(&args.client)?;
@@ -82,11 +83,24 @@ pub fn run(args: PutArgs) -> anyhow::Result<ExitCode> {
     print_results(&results, format)?;
     let total = events.len();
     if let Some((range, e)) = failure {
+        // A refusal (an error answer) stored nothing of the chunk; a broken connection or a
+        // timeout leaves the chunk's fate unknown.
+        let refused = e.downcast_ref::<client::ApiError>().is_some();
+        let fate = if refused {
+            "were not stored"
+        } else {
+            "are not confirmed"
+        };
         if range.start > 0 {
             eprintln!(
-                "note: events 1-{} were sent (results above); events {}-{total} were not stored",
-                range.start, range.start + 1
+                "note: events 1-{} were sent (results above); events {}-{total} {fate}",
+                range.start,
+                range.start + 1
             );
+        }
+        // With one chunk the range says nothing the error does not: keep the message plain.
+        if chunks.len() == 1 {
+            return Err(e);
         }
         return Err(e.context(format!(
             "putting events {}-{} of {total} into {:?}",
@@ -104,7 +118,11 @@ pub fn run(args: PutArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn source_name(file: &str) -> String {
-    if file == "-" { "stdin".to_owned() } else { file.to_owned() }
+    if file == "-" {
+        "stdin".to_owned()
+    } else {
+        file.to_owned()
+    }
 }
 
 /// The whole input as text.
@@ -115,7 +133,8 @@ fn read_input(file: &str) -> anyhow::Result<String> {
             .read_to_string(&mut text)
             .context("reading events from stdin")?;
     } else {
-        text = std::fs::read_to_string(file).with_context(|| format!("reading events from {file}"))?;
+        text =
+            std::fs::read_to_string(file).with_context(|| format!("reading events from {file}"))?;
     }
     Ok(text)
 }
@@ -124,7 +143,12 @@ fn read_input(file: &str) -> anyhow::Result<String> {
 /// one event and an array holds events. This one rule covers a single object, an array,
 /// JSON lines and pretty-printed objects one after another. Errors name the line (1-based).
 pub fn parse_events(text: &str) -> anyhow::Result<Vec<Value>> {
-    let line_at = |byte: usize| 1 + text.as_bytes()[..byte.min(text.len())].iter().filter(|b| **b == b'\n').count();
+    let line_at = |byte: usize| {
+        1 + text.as_bytes()[..byte.min(text.len())]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+    };
     let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
     let mut events = Vec::new();
     let mut end = 0;
@@ -136,7 +160,11 @@ pub fn parse_events(text: &str) -> anyhow::Result<Vec<Value>> {
                 let msg = e.to_string();
                 let suffix = format!(" at line {} column {}", e.line(), e.column());
                 let msg = msg.strip_suffix(&suffix).unwrap_or(&msg);
-                bail!("line {}, column {}: not valid JSON: {msg}", e.line(), e.column());
+                bail!(
+                    "line {}, column {}: not valid JSON: {msg}",
+                    e.line(),
+                    e.column()
+                );
             }
         };
         // Where this value started: the first non-whitespace byte after the previous one.
@@ -156,7 +184,10 @@ pub fn parse_events(text: &str) -> anyhow::Result<Vec<Value>> {
                     events.push(item);
                 }
             }
-            other => bail!("line {line}: expected an event (a JSON object), found {}", kind(&other)),
+            other => bail!(
+                "line {line}: expected an event (a JSON object), found {}",
+                kind(&other)
+            ),
         }
     }
     if events.is_empty() {
@@ -209,7 +240,11 @@ pub fn chunks(bodies: &[Vec<u8>], max_events: usize, max_bytes: usize) -> Vec<Ra
 }
 
 /// POSTs one chunk as a JSON array and returns its entry results, in order.
-async fn put_chunk(client: &Client, url: &reqwest::Url, bodies: &[Vec<u8>]) -> anyhow::Result<Vec<Value>> {
+async fn put_chunk(
+    client: &Client,
+    url: &reqwest::Url,
+    bodies: &[Vec<u8>],
+) -> anyhow::Result<Vec<Value>> {
     let mut body = Vec::with_capacity(bodies.iter().map(|b| b.len() + 1).sum::<usize>() + 2);
     body.push(b'[');
     for (i, b) in bodies.iter().enumerate() {
@@ -226,7 +261,8 @@ async fn put_chunk(client: &Client, url: &reqwest::Url, bodies: &[Vec<u8>]) -> a
         .body(body);
     let resp = client.send(rb).await?;
     let bytes = resp.bytes().await.map_err(|e| client.transport_error(e))?;
-    let answer: Value = serde_json::from_slice(&bytes).context("the server's answer is not JSON")?;
+    let answer: Value =
+        serde_json::from_slice(&bytes).context("the server's answer is not JSON")?;
     let entries = client::list_field(&answer, "entries")?;
     if entries.len() != bodies.len() {
         bail!(
@@ -247,14 +283,7 @@ const RESULT_COLUMNS: &[Column] = &[
 
 fn print_results(results: &[Value], format: OutputFormat) -> anyhow::Result<()> {
     match format {
-        OutputFormat::Json => {
-            let mut out = std::io::stdout().lock();
-            for r in results {
-                serde_json::to_writer(&mut out, r).context("writing stdout")?;
-                out.write_all(b"\n").context("writing stdout")?;
-            }
-            out.flush().context("writing stdout")?;
-        }
+        OutputFormat::Json => client::emit(&client::json_lines(results)?)?,
         OutputFormat::Table => {
             if results.is_empty() {
                 return Ok(());
@@ -264,7 +293,7 @@ fn print_results(results: &[Value], format: OutputFormat) -> anyhow::Result<()> 
             for (i, row) in table.rows.iter_mut().enumerate() {
                 row.insert(0, (i + 1).to_string());
             }
-            print!("{}", table.render());
+            client::emit(&table.render())?;
         }
     }
     Ok(())
@@ -282,7 +311,10 @@ mod tests {
     #[test]
     fn one_object_is_one_event() {
         let text = "{\n  \"id\": \"a\",\n  \"source\": \"s\"\n}\n";
-        assert_eq!(parse_events(text).unwrap(), vec![json!({"id":"a","source":"s"})]);
+        assert_eq!(
+            parse_events(text).unwrap(),
+            vec![json!({"id":"a","source":"s"})]
+        );
     }
 
     #[test]
@@ -293,7 +325,8 @@ mod tests {
 
     #[test]
     fn json_lines_skip_blank_lines() {
-        let events = parse_events("{\"id\":\"a\"}\n\n  \r\n{\"id\":\"b\"}\r\n{\"id\":\"c\"}").unwrap();
+        let events =
+            parse_events("{\"id\":\"a\"}\n\n  \r\n{\"id\":\"b\"}\r\n{\"id\":\"c\"}").unwrap();
         assert_eq!(events.len(), 3);
         assert_eq!(events[2], json!({"id":"c"}));
     }
@@ -301,19 +334,34 @@ mod tests {
     #[test]
     fn a_bad_line_is_named_by_its_number() {
         let e = err("{\"id\":\"a\"}\n{\"id\":\"b\"}\n{\"id\": oops}\n{\"id\":\"d\"}\n");
-        assert!(e.starts_with("line 3, column 8: not valid JSON: expected value"), "{e}");
+        assert!(
+            e.starts_with("line 3, column 8: not valid JSON: expected value"),
+            "{e}"
+        );
         let e = err("{\"id\":\"a\"}\n\n{\"id\":\"b\"} xtra\n");
-        assert!(e.starts_with("line 3, column 12: not valid JSON: expected value"), "{e}");
+        assert!(
+            e.starts_with("line 3, column 12: not valid JSON: expected value"),
+            "{e}"
+        );
         let e = err("{\"id\":\"a\"}\n{\"id\":\n");
-        assert!(e.starts_with("line 3, column 0: not valid JSON: EOF"), "{e}");
+        assert!(
+            e.starts_with("line 3, column 0: not valid JSON: EOF"),
+            "{e}"
+        );
     }
 
     #[test]
     fn values_that_are_not_events_are_named_by_line() {
         let e = err("{\"id\":\"a\"}\n\n42\n");
-        assert_eq!(e, "line 3: expected an event (a JSON object), found a number");
+        assert_eq!(
+            e,
+            "line 3: expected an event (a JSON object), found a number"
+        );
         let e = err("{\"id\":\"a\"}\n  [{\"id\":\"b\"}, \"x\"]\n");
-        assert_eq!(e, "line 2: element 1 of the array is a string, not an event (a JSON object)");
+        assert_eq!(
+            e,
+            "line 2: element 1 of the array is a string, not an event (a JSON object)"
+        );
     }
 
     #[test]
@@ -328,7 +376,10 @@ mod tests {
         let bodies = vec![b"{}".to_vec(); 5];
         assert_eq!(chunks(&bodies, 2, usize::MAX), vec![0..2, 2..4, 4..5]);
         assert_eq!(chunks(&bodies, 100, usize::MAX), vec![0..5]);
-        assert_eq!(chunks(&bodies, 1, usize::MAX), vec![0..1, 1..2, 2..3, 3..4, 4..5]);
+        assert_eq!(
+            chunks(&bodies, 1, usize::MAX),
+            vec![0..1, 1..2, 2..3, 3..4, 4..5]
+        );
         assert!(chunks(&[], 10, 10).is_empty());
     }
 

@@ -66,6 +66,10 @@ pub fn run(args: TailArgs) -> anyhow::Result<ExitCode> {
             q.append_pair("from", &from.to_string());
         }
     }
+    // `query_pairs_mut` leaves a bare `?` when nothing was appended.
+    if url.query() == Some("") {
+        url.set_query(None);
+    }
     client::block_on(async {
         tokio::select! {
             r = follow(&client, url) => r,
@@ -94,7 +98,9 @@ async fn follow(client: &Client, url: reqwest::Url) -> anyhow::Result<ExitCode> 
                 None | Some("message") => {
                     // A reader that went away (`| head -3`) is a normal way to stop.
                     match write_line(&mut stdout, &msg.data) {
-                        Err(e) if e.kind() == ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
+                        Err(e) if e.kind() == ErrorKind::BrokenPipe => {
+                            return Ok(ExitCode::SUCCESS);
+                        }
                         r => r.context("writing stdout")?,
                     }
                 }
@@ -216,8 +222,12 @@ mod tests {
     #[test]
     fn messages_with_ids_and_keep_alive_comments() {
         let mut p = SseParser::default();
-        let out = p.push(b": keep-alive\n\nid: 7\ndata: {\"a\":1}\n\n:ping\nid: 8\ndata: {\"a\":2}\n\n");
-        assert_eq!(out, vec![msg(Some("7"), r#"{"a":1}"#), msg(Some("8"), r#"{"a":2}"#)]);
+        let out =
+            p.push(b": keep-alive\n\nid: 7\ndata: {\"a\":1}\n\n:ping\nid: 8\ndata: {\"a\":2}\n\n");
+        assert_eq!(
+            out,
+            vec![msg(Some("7"), r#"{"a":1}"#), msg(Some("8"), r#"{"a":2}"#)]
+        );
     }
 
     #[test]
