@@ -104,8 +104,7 @@ impl Config {
     /// Reads a TOML file; unknown keys are refused (a typo must not silently fall back to a
     /// default). The error names the file, the key and the line.
     pub fn from_file(path: &std::path::Path) -> crate::Result<Config> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| crate::Error::io("read", path, e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| crate::Error::io("read", path, e))?;
         Config::from_toml(&text)
             .map_err(|e| crate::Error::invalid(path.display().to_string(), e.to_string()))
     }

@@ -101,29 +101,60 @@ async fn e2e_serve_create_put_over_http_and_cli_delivers_and_survives_restart() 
 
     let (s, _) = send(&http, M::GET, format!("{base}/healthz"), None).await;
     assert_eq!(s, 200);
-    let (s, body) = send(&http, M::POST, format!("{base}/v1/event-sets"),
-        Some(json!({"name":"orders","description":"shop orders"}))).await;
+    let (s, body) = send(
+        &http,
+        M::POST,
+        format!("{base}/v1/event-sets"),
+        Some(json!({"name":"orders","description":"shop orders"})),
+    )
+    .await;
     assert_eq!(s, 201, "{body}");
-    let (s, body) = send(&http, M::POST, format!("{base}/v1/event-sets/orders/rules"),
-        Some(json!({"name":"created","pattern":{"type":["order.created"]}}))).await;
+    let (s, body) = send(
+        &http,
+        M::POST,
+        format!("{base}/v1/event-sets/orders/rules"),
+        Some(json!({"name":"created","pattern":{"type":["order.created"]}})),
+    )
+    .await;
     assert_eq!(s, 201, "{body}");
-    let (s, body) = send(&http, M::POST,
+    let (s, body) = send(
+        &http,
+        M::POST,
         format!("{base}/v1/event-sets/orders/rules/created/targets"),
-        Some(json!({"name":"hook","type":"http","http":{"url":receiver.url("/hook")},
-                    "retry":{"initial_backoff_ms":10,"max_backoff_ms":50}}))).await;
+        Some(
+            json!({"name":"hook","type":"http","http":{"url":receiver.url("/hook")},
+                    "retry":{"initial_backoff_ms":10,"max_backoff_ms":50}}),
+        ),
+    )
+    .await;
     assert_eq!(s, 201, "{body}");
 
     // Plain HTTP, as curl would send it: one object, then an array with a refused entry.
-    let (s, body) = send(&http, M::POST, format!("{base}/v1/event-sets/orders/events"),
-        Some(event("h-1"))).await;
+    let (s, body) = send(
+        &http,
+        M::POST,
+        format!("{base}/v1/event-sets/orders/events"),
+        Some(event("h-1")),
+    )
+    .await;
     assert_eq!(s, 200, "{body}");
     assert_eq!(body["failed"], 0);
     assert_eq!(body["entries"][0]["id"], "h-1");
-    let (s, body) = send(&http, M::POST, format!("{base}/v1/event-sets/orders/events"),
-        Some(json!([event("h-2"), {"specversion":"1.0","source":"shop"}]))).await;
+    let (s, body) = send(
+        &http,
+        M::POST,
+        format!("{base}/v1/event-sets/orders/events"),
+        Some(json!([event("h-2"), {"specversion":"1.0","source":"shop"}])),
+    )
+    .await;
     assert_eq!(s, 200, "{body}");
     assert_eq!(body["failed"], 1);
-    assert!(body["entries"][1]["error"]["code"].as_str().unwrap().starts_with("MissingParameter"));
+    assert!(
+        body["entries"][1]["error"]["code"]
+            .as_str()
+            .unwrap()
+            .starts_with("MissingParameter")
+    );
 
     // `eventbus put` with JSON lines on stdin.
     let mut put = Command::new(env!("CARGO_BIN_EXE_eventbus"))
@@ -140,7 +171,11 @@ async fn e2e_serve_create_put_over_http_and_cli_delivers_and_survives_restart() 
         }
     }
     let out = put.wait_with_output().unwrap();
-    assert!(out.status.success(), "put failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "put failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     receiver
         .wait_until(20, "five deliveries", |r| {
@@ -158,8 +193,13 @@ async fn e2e_serve_create_put_over_http_and_cli_delivers_and_survives_restart() 
     // The target read shows the binding caught up.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (s, t) = send(&http, M::GET,
-            format!("{base}/v1/event-sets/orders/rules/created/targets/hook"), None).await;
+        let (s, t) = send(
+            &http,
+            M::GET,
+            format!("{base}/v1/event-sets/orders/rules/created/targets/hook"),
+            None,
+        )
+        .await;
         assert_eq!(s, 200, "{t}");
         if t["delivery"]["cursor"] == 5 && t["delivery"]["lag"] == 0 {
             break;
@@ -177,7 +217,10 @@ async fn e2e_serve_create_put_over_http_and_cli_delivers_and_survives_restart() 
 
     let (status, rest) = server.stop();
     assert!(status.success(), "{status}");
-    assert_eq!(rest.last().map(String::as_str), Some("eventbus: closed cleanly"));
+    assert_eq!(
+        rest.last().map(String::as_str),
+        Some("eventbus: closed cleanly")
+    );
 
     // Restart: the events, the rule, the target and its cursor are all there.
     let server = Server::start(&data);
@@ -185,15 +228,29 @@ async fn e2e_serve_create_put_over_http_and_cli_delivers_and_survives_restart() 
     let (s, set) = send(&http, M::GET, format!("{base}/v1/event-sets/orders"), None).await;
     assert_eq!(s, 200);
     assert_eq!(set["stats"]["events"], 5, "{set}");
-    let (s, t) = send(&http, M::GET,
-        format!("{base}/v1/event-sets/orders/rules/created/targets/hook"), None).await;
+    let (s, t) = send(
+        &http,
+        M::GET,
+        format!("{base}/v1/event-sets/orders/rules/created/targets/hook"),
+        None,
+    )
+    .await;
     assert_eq!(s, 200);
     assert_eq!(t["delivery"]["cursor"], 5, "{t}");
-    let (s, page) = send(&http, M::GET,
-        format!("{base}/v1/event-sets/orders/events?limit=10"), None).await;
+    let (s, page) = send(
+        &http,
+        M::GET,
+        format!("{base}/v1/event-sets/orders/events?limit=10"),
+        None,
+    )
+    .await;
     assert_eq!(s, 200);
-    let stored: Vec<&str> = page["events"].as_array().unwrap().iter()
-        .map(|e| e["id"].as_str().unwrap()).collect();
+    let stored: Vec<&str> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
     assert_eq!(stored, ["h-1", "h-2", "c-1", "c-2", "c-3"]);
     let (status, _) = server.stop();
     assert!(status.success());
@@ -210,7 +267,10 @@ fn serve_refuses_a_public_address_without_tokens() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("auth.tokens"), "{err}");
-    assert!(!dir.path().join("data").exists(), "nothing may be created before the refusal");
+    assert!(
+        !dir.path().join("data").exists(),
+        "nothing may be created before the refusal"
+    );
 }
 
 #[test]
@@ -234,28 +294,51 @@ fn serve_with_tokens_requires_them_and_never_logs_them() {
         .spawn()
         .unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = stdout.next().unwrap().unwrap().replace("eventbus: listening on ", "");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let base = stdout
+        .next()
+        .unwrap()
+        .unwrap()
+        .replace("eventbus: listening on ", "");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let http = reqwest::Client::new();
-        let r = http.post(format!("{base}/v1/event-sets"))
+        let r = http
+            .post(format!("{base}/v1/event-sets"))
             .header("content-type", "application/json")
-            .body(r#"{"name":"orders"}"#).send().await.unwrap();
+            .body(r#"{"name":"orders"}"#)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 401);
-        let r = http.post(format!("{base}/v1/event-sets"))
+        let r = http
+            .post(format!("{base}/v1/event-sets"))
             .bearer_auth("producer-secret-token-0123")
             .header("content-type", "application/json")
-            .body(r#"{"name":"orders"}"#).send().await.unwrap();
+            .body(r#"{"name":"orders"}"#)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 403);
-        let r = http.post(format!("{base}/v1/event-sets"))
+        let r = http
+            .post(format!("{base}/v1/event-sets"))
             .bearer_auth("admin-secret-token-0123")
             .header("content-type", "application/json")
-            .body(r#"{"name":"orders"}"#).send().await.unwrap();
+            .body(r#"{"name":"orders"}"#)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 201);
-        let r = http.post(format!("{base}/v1/event-sets/orders/events"))
+        let r = http
+            .post(format!("{base}/v1/event-sets/orders/events"))
             .bearer_auth("producer-secret-token-0123")
             .header("content-type", "application/json")
-            .body(event("p-1").to_string()).send().await.unwrap();
+            .body(event("p-1").to_string())
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
     });
     // SAFETY: signalling our own child process.
@@ -263,5 +346,8 @@ fn serve_with_tokens_requires_them_and_never_logs_them() {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let logs = String::from_utf8_lossy(&out.stderr);
-    assert!(!logs.contains("secret-token"), "a token reached the log:\n{logs}");
+    assert!(
+        !logs.contains("secret-token"),
+        "a token reached the log:\n{logs}"
+    );
 }

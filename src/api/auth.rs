@@ -64,7 +64,10 @@ impl Auth {
                 .clone()
                 .unwrap_or_else(|| format!("{}#{i}", t.role.as_str()));
             if map.insert(digest(&t.token), (t.role, name)).is_some() {
-                return Err(crate::Error::invalid(field, "the same token is listed twice"));
+                return Err(crate::Error::invalid(
+                    field,
+                    "the same token is listed twice",
+                ));
             }
         }
         Ok(Auth { tokens: map })
@@ -134,7 +137,10 @@ impl Caller {
         if self.role == Role::Admin {
             Ok(())
         } else {
-            Err(denied(self.role, "manage event sets, rules and targets or read events"))
+            Err(denied(
+                self.role,
+                "manage event sets, rules and targets or read events",
+            ))
         }
     }
 
@@ -223,7 +229,9 @@ mod tests {
             c.require_put("default").unwrap_err().status,
             StatusCode::FORBIDDEN
         );
-        let e = auth.identify(Some("Bearer nope-nope-nope-nope")).unwrap_err();
+        let e = auth
+            .identify(Some("Bearer nope-nope-nope-nope"))
+            .unwrap_err();
         assert_eq!(
             (e.status, e.code.as_str()),
             (StatusCode::UNAUTHORIZED, codes::TOKEN_INVALID)

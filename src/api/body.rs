@@ -108,8 +108,8 @@ mod tests {
 
     #[test]
     fn parse_json_names_the_member_at_fault() {
-        let e = parse_json::<Body>(br#"{"name":"a","retention":{"max_age_hours":"x"}}"#)
-            .unwrap_err();
+        let e =
+            parse_json::<Body>(br#"{"name":"a","retention":{"max_age_hours":"x"}}"#).unwrap_err();
         assert_eq!(e.path.as_deref(), Some("$.retention.max_age_hours"));
         assert_eq!(e.code, codes::INVALID_PARAMETER);
         let e = parse_json::<Body>(br#"{"name":"a","nmae":1}"#).unwrap_err();

@@ -52,7 +52,13 @@ fn media_type(headers: &HeaderMap) -> Option<String> {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
 }
 
 fn is_json_media(m: &str) -> bool {
@@ -141,7 +147,11 @@ fn binary_event(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
             continue;
         };
         let raw = value.to_str().map_err(|_| {
-            ApiError::invalid(codes::INVALID_PARAMETER, format!("header:{name}"), "not valid text")
+            ApiError::invalid(
+                codes::INVALID_PARAMETER,
+                format!("header:{name}"),
+                "not valid text",
+            )
         })?;
         let text = percent_encoding::percent_decode_str(raw)
             .decode_utf8()
@@ -163,7 +173,10 @@ fn binary_event(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
         obj.insert(attr.to_string(), value);
     }
     let media = media_type(headers);
-    if let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+    if let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
         obj.insert("datacontenttype".into(), Value::String(ct.to_string()));
     }
     if !body.is_empty() {
@@ -545,7 +558,10 @@ mod tests {
         assert_eq!(client_path("$[0].time", Shape::Single), "$.time");
         assert_eq!(client_path("$[0]", Shape::Single), "$");
         assert_eq!(client_path("$[3].data.x", Shape::Array), "$[3].data.x");
-        assert_eq!(client_path("$[3].Time", Shape::EventList), "$.EventList[3].Time");
+        assert_eq!(
+            client_path("$[3].Time", Shape::EventList),
+            "$.EventList[3].Time"
+        );
         assert_eq!(client_path("$[0].type", Shape::Binary), "header:ce-type");
         assert_eq!(
             client_path("$[0].datacontenttype", Shape::Binary),
@@ -559,7 +575,10 @@ mod tests {
         h.insert("ce-specversion", HeaderValue::from_static("1.0"));
         h.insert("ce-type", HeaderValue::from_static("order.created"));
         h.insert("ce-source", HeaderValue::from_static("shop%20eu"));
-        h.insert("ce-resource", HeaderValue::from_static("[\"qcs::a\",\"qcs::b\"]"));
+        h.insert(
+            "ce-resource",
+            HeaderValue::from_static("[\"qcs::a\",\"qcs::b\"]"),
+        );
         h.insert("ce-traceid", HeaderValue::from_static("t1"));
         h.insert("content-type", HeaderValue::from_static("application/json"));
         let (items, shape) = entries(&h, br#"{"total":3}"#).unwrap();
@@ -577,11 +596,15 @@ mod tests {
         let mut h = HeaderMap::new();
         let (items, shape) = entries(&h, br#"[{"a":1},{"b":2}]"#).unwrap();
         assert_eq!((items.len(), shape), (2, Shape::Array));
-        let (items, shape) = entries(&h, br#"{"EventList":[{"Source":"s"}],"EventBusId":"x"}"#).unwrap();
+        let (items, shape) =
+            entries(&h, br#"{"EventList":[{"Source":"s"}],"EventBusId":"x"}"#).unwrap();
         assert_eq!((items.len(), shape), (1, Shape::EventList));
         let e = entries(&h, br#"{"EventList":{}}"#).unwrap_err();
         assert_eq!(e.path.as_deref(), Some("$.EventList"));
-        h.insert("content-type", HeaderValue::from_static("application/cloudevents+json"));
+        h.insert(
+            "content-type",
+            HeaderValue::from_static("application/cloudevents+json"),
+        );
         assert_eq!(entries(&h, br#"{"a":1}"#).unwrap().1, Shape::Single);
         assert!(entries(&h, br#"[{"a":1}]"#).is_err());
         h.insert(
@@ -597,6 +620,9 @@ mod tests {
     #[test]
     fn after_tokens_round_trip_and_foreign_ones_are_refused() {
         assert_eq!(decode_after(&encode_after(42)).unwrap(), 42);
-        assert_eq!(decode_after("42").unwrap_err().path.as_deref(), Some("after"));
+        assert_eq!(
+            decode_after("42").unwrap_err().path.as_deref(),
+            Some("after")
+        );
     }
 }

@@ -112,7 +112,12 @@ pub async fn render(st: &AppState) -> ApiResult<String> {
     })
     .await?;
     let bindings = st.inner.engine.metrics().await;
-    let ingest = st.inner.metrics.ingest.lock().unwrap_or_else(|p| p.into_inner());
+    let ingest = st
+        .inner
+        .metrics
+        .ingest
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     let sets = sets
         .into_iter()
         .map(|(name, stats, writer, fsync)| SetFigures {
@@ -220,66 +225,190 @@ impl Collector for Snapshot {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         use MetricType::{Counter, Gauge, Histogram};
         let sets = &self.sets;
-        let ingest = sets.iter().filter_map(|s| s.ingest.as_ref().map(|i| (s, i)));
-        family(&mut enc, "eventbus_ingest_requests", "Put requests", Counter,
-            ingest.clone().map(|(s, i)| (set_labels(s), i.0)), counter)?;
-        family(&mut enc, "eventbus_ingest_events", "Events in put requests by outcome", Counter,
+        let ingest = sets
+            .iter()
+            .filter_map(|s| s.ingest.as_ref().map(|i| (s, i)));
+        family(
+            &mut enc,
+            "eventbus_ingest_requests",
+            "Put requests",
+            Counter,
+            ingest.clone().map(|(s, i)| (set_labels(s), i.0)),
+            counter,
+        )?;
+        family(
+            &mut enc,
+            "eventbus_ingest_events",
+            "Events in put requests by outcome",
+            Counter,
             ingest.clone().flat_map(|(s, i)| {
                 [("accepted", i.1), ("failed", i.2), ("duplicate", i.3)]
                     .into_iter()
                     .map(move |(o, v)| (vec![("set", s.name.as_str()), ("outcome", o)], v))
             }),
-            counter)?;
-        family(&mut enc, "eventbus_ingest_latency_seconds",
-            "Put request handling time, durable append included", Histogram,
-            ingest.map(|(s, i)| (set_labels(s), &i.4)), hist)?;
-        family(&mut enc, "eventbus_log_fsync_latency_seconds", "fdatasync of the active segment",
-            Histogram, sets.iter().map(|s| (set_labels(s), &s.fsync)), hist)?;
-        family(&mut enc, "eventbus_log_group_commits", "Group commits written", Counter,
-            sets.iter().map(|s| (set_labels(s), s.writer.commits)), counter)?;
-        family(&mut enc, "eventbus_log_events", "Events stored", Gauge,
-            sets.iter().map(|s| (set_labels(s), s.stats.records)), gauge)?;
-        family(&mut enc, "eventbus_log_bytes", "Bytes of segment files", Gauge,
-            sets.iter().map(|s| (set_labels(s), s.stats.bytes)), gauge)?;
-        family(&mut enc, "eventbus_log_next_offset", "Offset the next event gets", Gauge,
-            sets.iter().map(|s| (set_labels(s), s.stats.next_offset)), gauge)?;
+            counter,
+        )?;
+        family(
+            &mut enc,
+            "eventbus_ingest_latency_seconds",
+            "Put request handling time, durable append included",
+            Histogram,
+            ingest.map(|(s, i)| (set_labels(s), &i.4)),
+            hist,
+        )?;
+        family(
+            &mut enc,
+            "eventbus_log_fsync_latency_seconds",
+            "fdatasync of the active segment",
+            Histogram,
+            sets.iter().map(|s| (set_labels(s), &s.fsync)),
+            hist,
+        )?;
+        family(
+            &mut enc,
+            "eventbus_log_group_commits",
+            "Group commits written",
+            Counter,
+            sets.iter().map(|s| (set_labels(s), s.writer.commits)),
+            counter,
+        )?;
+        family(
+            &mut enc,
+            "eventbus_log_events",
+            "Events stored",
+            Gauge,
+            sets.iter().map(|s| (set_labels(s), s.stats.records)),
+            gauge,
+        )?;
+        family(
+            &mut enc,
+            "eventbus_log_bytes",
+            "Bytes of segment files",
+            Gauge,
+            sets.iter().map(|s| (set_labels(s), s.stats.bytes)),
+            gauge,
+        )?;
+        family(
+            &mut enc,
+            "eventbus_log_next_offset",
+            "Offset the next event gets",
+            Gauge,
+            sets.iter().map(|s| (set_labels(s), s.stats.next_offset)),
+            gauge,
+        )?;
 
         let b = &self.bindings;
         let per = |f: fn(&BindingMetrics) -> u64| b.iter().map(move |m| (binding_labels(m), f(m)));
-        family(&mut enc, "eventbus_binding_lag", "Events at or after the cursor", Gauge,
-            per(|m| m.lag), gauge)?;
-        family(&mut enc, "eventbus_binding_in_flight", "Events in requests in flight", Gauge,
-            per(|m| m.in_flight), gauge)?;
-        family(&mut enc, "eventbus_binding_retrying", "Events waiting for a retry", Gauge,
-            per(|m| m.retrying), gauge)?;
-        family(&mut enc, "eventbus_binding_dead_letters", "Events in the dead-letter queue", Gauge,
-            per(|m| m.dead_lettered), gauge)?;
-        family(&mut enc, "eventbus_binding_delivered", "Events delivered since start", Counter,
-            per(|m| m.delivered), counter)?;
-        family(&mut enc, "eventbus_binding_failed_attempts", "Failed delivery requests since start",
-            Counter, per(|m| m.failed_attempts), counter)?;
-        family(&mut enc, "eventbus_binding_dropped", "Events given up (dead_letter.mode = drop)",
-            Counter, per(|m| m.dropped), counter)?;
-        family(&mut enc, "eventbus_binding_lost_to_retention",
-            "Events retention removed before delivery", Counter,
-            per(|m| m.lost_to_retention), counter)?;
-        family(&mut enc, "eventbus_binding_delivery_latency_seconds",
-            "Duration of delivery requests", Histogram,
-            b.iter().map(|m| (binding_labels(m), &m.latency)), hist)?;
-        family(&mut enc, "eventbus_binding_state", "1 for the binding's current state", Gauge,
+        family(
+            &mut enc,
+            "eventbus_binding_lag",
+            "Events at or after the cursor",
+            Gauge,
+            per(|m| m.lag),
+            gauge,
+        )?;
+        family(
+            &mut enc,
+            "eventbus_binding_in_flight",
+            "Events in requests in flight",
+            Gauge,
+            per(|m| m.in_flight),
+            gauge,
+        )?;
+        family(
+            &mut enc,
+            "eventbus_binding_retrying",
+            "Events waiting for a retry",
+            Gauge,
+            per(|m| m.retrying),
+            gauge,
+        )?;
+        family(
+            &mut enc,
+            "eventbus_binding_dead_letters",
+            "Events in the dead-letter queue",
+            Gauge,
+            per(|m| m.dead_lettered),
+            gauge,
+        )?;
+        family(
+            &mut enc,
+            "eventbus_binding_delivered",
+            "Events delivered since start",
+            Counter,
+            per(|m| m.delivered),
+            counter,
+        )?;
+        family(
+            &mut enc,
+            "eventbus_binding_failed_attempts",
+            "Failed delivery requests since start",
+            Counter,
+            per(|m| m.failed_attempts),
+            counter,
+        )?;
+        family(
+            &mut enc,
+            "eventbus_binding_dropped",
+            "Events given up (dead_letter.mode = drop)",
+            Counter,
+            per(|m| m.dropped),
+            counter,
+        )?;
+        family(
+            &mut enc,
+            "eventbus_binding_lost_to_retention",
+            "Events retention removed before delivery",
+            Counter,
+            per(|m| m.lost_to_retention),
+            counter,
+        )?;
+        family(
+            &mut enc,
+            "eventbus_binding_delivery_latency_seconds",
+            "Duration of delivery requests",
+            Histogram,
+            b.iter().map(|m| (binding_labels(m), &m.latency)),
+            hist,
+        )?;
+        family(
+            &mut enc,
+            "eventbus_binding_state",
+            "1 for the binding's current state",
+            Gauge,
             b.iter().map(|m| {
                 let mut l = binding_labels(m);
                 l.push(("state", state_name(m)));
                 (l, 1u64)
             }),
-            gauge)?;
+            gauge,
+        )?;
 
-        let codes: Vec<String> = self.http.iter().map(|((_, _, s), _)| s.to_string()).collect();
-        family(&mut enc, "eventbus_http_requests", "HTTP requests by route and status", Counter,
-            self.http.iter().zip(&codes).map(|(((method, route, _), n), code)| {
-                (vec![("method", method.as_str()), ("route", route.as_str()), ("status", code.as_str())], *n)
-            }),
-            counter)?;
+        let codes: Vec<String> = self
+            .http
+            .iter()
+            .map(|((_, _, s), _)| s.to_string())
+            .collect();
+        family(
+            &mut enc,
+            "eventbus_http_requests",
+            "HTTP requests by route and status",
+            Counter,
+            self.http
+                .iter()
+                .zip(&codes)
+                .map(|(((method, route, _), n), code)| {
+                    (
+                        vec![
+                            ("method", method.as_str()),
+                            ("route", route.as_str()),
+                            ("status", code.as_str()),
+                        ],
+                        *n,
+                    )
+                }),
+            counter,
+        )?;
         Ok(())
     }
 }

@@ -163,7 +163,11 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(events::get_event))
         .routes(routes!(events::trace_event))
         .routes(routes!(rules::list_rules, rules::create_rule))
-        .routes(routes!(rules::get_rule, rules::update_rule, rules::delete_rule))
+        .routes(routes!(
+            rules::get_rule,
+            rules::update_rule,
+            rules::delete_rule
+        ))
         .routes(routes!(targets::list_targets, targets::create_target))
         .routes(routes!(
             targets::get_target,
@@ -199,18 +203,16 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(state.inner.max_body_bytes))
         .layer(
-            tower_http::trace::TraceLayer::new_for_http().make_span_with(
-                |req: &Request| {
-                    let route = req
-                        .extensions()
-                        .get::<MatchedPath>()
-                        .map(|p| p.as_str().to_string())
-                        .unwrap_or_default();
-                    // The path, not the URI: a query string may hold a pattern, never a token,
-                    // but there is no need to log it.
-                    tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), route)
-                },
-            ),
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let route = req
+                    .extensions()
+                    .get::<MatchedPath>()
+                    .map(|p| p.as_str().to_string())
+                    .unwrap_or_default();
+                // The path, not the URI: a query string may hold a pattern, never a token,
+                // but there is no need to log it.
+                tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), route)
+            }),
         )
         .with_state(state)
 }

@@ -159,7 +159,10 @@ pub async fn update_rule(
 ) -> ApiResult<Json<RuleView>> {
     caller.require_admin()?;
     let patch = rule_patch(body)?;
-    let rule = blocking(&st, move |bus| bus.catalog().update_rule(&set, &rule, patch)).await?;
+    let rule = blocking(&st, move |bus| {
+        bus.catalog().update_rule(&set, &rule, patch)
+    })
+    .await?;
     Ok(Json(rule.into()))
 }
 

@@ -26,9 +26,17 @@ pub const REDACTED: &str = "<redacted>";
 /// Header names whose values are treated as credentials.
 fn is_sensitive_header(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    ["authorization", "cookie", "token", "secret", "key", "password", "signature"]
-        .iter()
-        .any(|s| n.contains(s))
+    [
+        "authorization",
+        "cookie",
+        "token",
+        "secret",
+        "key",
+        "password",
+        "signature",
+    ]
+    .iter()
+    .any(|s| n.contains(s))
 }
 
 /// Replaces credentials in a target body by [`REDACTED`].
@@ -198,7 +206,10 @@ pub async fn create_target(
     JsonBody(body): JsonBody<Value>,
 ) -> ApiResult<Response> {
     caller.require_admin()?;
-    let meta = blocking(&st, move |bus| bus.catalog().create_target(&set, &rule, body)).await?;
+    let meta = blocking(&st, move |bus| {
+        bus.catalog().create_target(&set, &rule, body)
+    })
+    .await?;
     Ok(created(view(meta, None)))
 }
 
@@ -213,7 +224,10 @@ pub async fn get_target(
 ) -> ApiResult<Json<TargetView>> {
     caller.require_admin()?;
     let id = BindingId::new(&set, &rule, &target);
-    let meta = blocking(&st, move |bus| bus.catalog().get_target(&set, &rule, &target)).await?;
+    let meta = blocking(&st, move |bus| {
+        bus.catalog().get_target(&set, &rule, &target)
+    })
+    .await?;
     let status = st.inner.engine.status(&id).await?;
     Ok(Json(view(meta, Some(status))))
 }
@@ -361,7 +375,8 @@ pub async fn list_dead_letters(
     query: Result<Query<DeadLetterQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<DeadLetterList>> {
     caller.require_admin()?;
-    let Query(q) = query.map_err(|e| ApiError::invalid(codes::INVALID_PARAMETER, "query", e.body_text()))?;
+    let Query(q) =
+        query.map_err(|e| ApiError::invalid(codes::INVALID_PARAMETER, "query", e.body_text()))?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::invalid(
@@ -372,7 +387,10 @@ pub async fn list_dead_letters(
     }
     let id = BindingId::new(&set, &rule, &target);
     // The existence check (404 for an unknown set, rule or target).
-    blocking(&st, move |bus| bus.catalog().get_target(&set, &rule, &target)).await?;
+    blocking(&st, move |bus| {
+        bus.catalog().get_target(&set, &rule, &target)
+    })
+    .await?;
     let letters = st.inner.engine.dead_letters(&id, q.after, limit).await?;
     let after = (letters.len() == limit)
         .then(|| letters.last().map(|d| d.offset))
@@ -416,7 +434,10 @@ pub async fn redrive_dead_letters(
         super::body::parse_json(&raw)?
     };
     let id = BindingId::new(&set, &rule, &target);
-    blocking(&st, move |bus| bus.catalog().get_target(&set, &rule, &target)).await?;
+    blocking(&st, move |bus| {
+        bus.catalog().get_target(&set, &rule, &target)
+    })
+    .await?;
     let redriven = st.inner.engine.redrive(&id, body.offsets).await?;
     Ok(Json(RedriveResult { redriven }))
 }
@@ -432,7 +453,10 @@ mod tests {
             "headers":{"Authorization":"Bearer s3cret","X-Api-Key":"k","X-Team":"ops"}}});
         redact(&mut b);
         let text = b.to_string();
-        assert!(!text.contains("s3cret") && !text.contains("whsec_abc"), "{text}");
+        assert!(
+            !text.contains("s3cret") && !text.contains("whsec_abc"),
+            "{text}"
+        );
         assert_eq!(b["http"]["headers"]["X-Team"], "ops");
         assert_eq!(b["http"]["headers"]["X-Api-Key"], REDACTED);
         assert_eq!(b["http"]["secret"], REDACTED);

@@ -230,8 +230,15 @@ mod tests {
     #[test]
     fn persist_policies_parse_and_bad_ones_are_named() {
         assert_eq!(parse_persist("always"), Ok(PersistPolicy::Always));
-        assert_eq!(parse_persist("interval:50"), Ok(PersistPolicy::IntervalMs(50)));
-        assert!(parse_persist("interval:0").unwrap_err().contains("interval:0"));
+        assert_eq!(
+            parse_persist("interval:50"),
+            Ok(PersistPolicy::IntervalMs(50))
+        );
+        assert!(
+            parse_persist("interval:0")
+                .unwrap_err()
+                .contains("interval:0")
+        );
         assert!(parse_persist("sometimes").is_err());
     }
 
