@@ -93,10 +93,11 @@ impl Auth {
                 "this server requires `Authorization: Bearer <token>`",
             ));
         };
+        // The scheme name is case-insensitive (RFC 9110 §11.1).
         let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .map(str::trim)
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim())
             .ok_or_else(|| {
                 ApiError::new(
                     StatusCode::UNAUTHORIZED,
@@ -238,6 +239,12 @@ mod tests {
         );
         let e = auth.identify(None).unwrap_err();
         assert_eq!(e.code, codes::TOKEN_MISSING);
+        assert_eq!(
+            auth.identify(Some("BEARER producer-token-0123"))
+                .unwrap()
+                .role,
+            Role::Producer
+        );
         let e = auth.identify(Some("Basic abc")).unwrap_err();
         assert_eq!(e.code, codes::TOKEN_INVALID);
     }

@@ -308,7 +308,12 @@ pub async fn put_events(
             }
             PutEntry::Failed(err) => {
                 let mut detail = ApiError::from(err).detail();
-                detail.path = detail.path.map(|p| client_path(&p, shape));
+                if let Some(p) = detail.path.take() {
+                    let client = client_path(&p, shape);
+                    // The message names the same field; it must agree with `path`.
+                    detail.message = detail.message.replace(&p, &client);
+                    detail.path = Some(client);
+                }
                 PutEntryView::Failed { error: detail }
             }
         })

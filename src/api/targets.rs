@@ -39,11 +39,28 @@ fn is_sensitive_header(name: &str) -> bool {
     .any(|s| n.contains(s))
 }
 
-/// Replaces credentials in a target body by [`REDACTED`].
+/// What responses show instead of a password inside a target URL (`http://user:***@host/`).
+pub const REDACTED_URL_PASSWORD: &str = "***";
+
+/// The URL with its password (if any) replaced by [`REDACTED_URL_PASSWORD`].
+fn redact_url(url: &str) -> Option<String> {
+    let mut u = reqwest::Url::parse(url).ok()?;
+    u.password()?;
+    u.set_password(Some(REDACTED_URL_PASSWORD)).ok()?;
+    Some(u.to_string())
+}
+
+/// Replaces credentials in a target body by [`REDACTED`] (a URL's password by
+/// [`REDACTED_URL_PASSWORD`]).
 pub fn redact(body: &mut Value) {
     let Some(http) = body.get_mut("http").and_then(Value::as_object_mut) else {
         return;
     };
+    if let Some(Value::String(url)) = http.get_mut("url")
+        && let Some(redacted) = redact_url(url)
+    {
+        *url = redacted;
+    }
     if let Some(s) = http.get_mut("secret")
         && s.is_string()
     {
@@ -58,11 +75,22 @@ pub fn redact(body: &mut Value) {
     }
 }
 
-/// Removes [`REDACTED`] placeholders from a merge patch, so they keep the stored values.
-fn drop_placeholders(patch: &mut Value) {
+/// Removes [`REDACTED`] placeholders from a merge patch, so they keep the stored values; a
+/// URL whose password is the placeholder gets the stored URL's password back (`stored_url`).
+fn drop_placeholders(patch: &mut Value, stored_url: Option<&str>) {
     let Some(http) = patch.get_mut("http").and_then(Value::as_object_mut) else {
         return;
     };
+    if let Some(Value::String(url)) = http.get_mut("url")
+        && let Ok(mut u) = reqwest::Url::parse(url)
+        && u.password() == Some(REDACTED_URL_PASSWORD)
+    {
+        let stored = stored_url.and_then(|s| reqwest::Url::parse(s).ok());
+        let password = stored.as_ref().and_then(|s| s.password());
+        if u.set_password(password).is_ok() {
+            *url = u.to_string();
+        }
+    }
     if http.get("secret").and_then(Value::as_str) == Some(REDACTED) {
         http.remove("secret");
     }
@@ -244,9 +272,15 @@ pub async fn update_target(
     JsonBody(mut patch): JsonBody<Value>,
 ) -> ApiResult<Json<TargetView>> {
     caller.require_admin()?;
-    drop_placeholders(&mut patch);
     let meta = blocking(&st, move |bus| {
-        bus.catalog().update_target(&set, &rule, &target, patch)
+        let cat = bus.catalog();
+        let stored: Value = serde_json::from_str(&cat.get_target(&set, &rule, &target)?.config)
+            .unwrap_or(Value::Null);
+        drop_placeholders(
+            &mut patch,
+            stored.pointer("/http/url").and_then(Value::as_str),
+        );
+        cat.update_target(&set, &rule, &target, patch)
     })
     .await?;
     Ok(Json(view(meta, None)))
@@ -460,13 +494,19 @@ mod tests {
         assert_eq!(b["http"]["headers"]["X-Team"], "ops");
         assert_eq!(b["http"]["headers"]["X-Api-Key"], REDACTED);
         assert_eq!(b["http"]["secret"], REDACTED);
+        let mut b = json!({"http":{"url":"http://user:pa55@127.0.0.1:9/hook"}});
+        redact(&mut b);
+        assert_eq!(b["http"]["url"], "http://user:***@127.0.0.1:9/hook");
     }
 
     #[test]
     fn placeholders_in_a_patch_keep_stored_values() {
         let mut p = json!({"http":{"secret":REDACTED,"timeout_ms":10,
             "headers":{"Authorization":REDACTED,"X-New":"v"}}});
-        drop_placeholders(&mut p);
+        drop_placeholders(&mut p, None);
         assert_eq!(p, json!({"http":{"timeout_ms":10,"headers":{"X-New":"v"}}}));
+        let mut p = json!({"http":{"url":"http://u:***@h:1/new"}});
+        drop_placeholders(&mut p, Some("http://u:pw@h:1/old"));
+        assert_eq!(p, json!({"http":{"url":"http://u:pw@h:1/new"}}));
     }
 }
