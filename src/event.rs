@@ -637,7 +637,8 @@ fn missing(field: &str, path: &str) -> Error {
     )
 }
 
-fn json_kind(v: &Value) -> &'static str {
+/// "null", "a boolean", "a number", "a string", "an array" or "an object", for messages.
+pub fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

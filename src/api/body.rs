@@ -3,7 +3,8 @@
 //! rejections.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequest, Query, Request};
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
@@ -75,6 +76,31 @@ pub fn parse_value(bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
             format!("the request body is not valid JSON: {e}"),
         )
     })
+}
+
+/// The query parameters, or 400 `InvalidParameter` saying which one is wrong.
+pub fn query_params<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(t)| t)
+        .map_err(|e| ApiError::invalid(codes::INVALID_PARAMETER, "query", e.body_text()))
+}
+
+/// Most items one page may hold.
+pub const MAX_PAGE: usize = 1000;
+/// Items per page when `limit` is not given.
+pub const DEFAULT_PAGE: usize = 100;
+
+/// The `limit` parameter of a paged listing: 1–[`MAX_PAGE`], default [`DEFAULT_PAGE`].
+pub fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
+    if (1..=MAX_PAGE).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::invalid(
+            codes::INVALID_VALUE,
+            "limit",
+            format!("limit must be between 1 and {MAX_PAGE}"),
+        ))
+    }
 }
 
 /// `serde_path_to_error`'s `a.b[0]` (or `.` for the root) as a JSON path `$.a.b[0]`.

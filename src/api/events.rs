@@ -27,7 +27,7 @@ use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
-use super::body::RawBody;
+use super::body::{RawBody, page_limit, query_params};
 use super::error::{ApiError, ApiResult, ErrorBody, ErrorDetail, codes};
 use super::{AppState, blocking};
 use crate::bus::PutEntry;
@@ -401,16 +401,8 @@ pub async fn query_events(
     query: Result<Query<EventQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<EventPage>> {
     caller.require_admin()?;
-    let Query(q) =
-        query.map_err(|e| ApiError::invalid(codes::INVALID_PARAMETER, "query", e.body_text()))?;
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid(
-            codes::INVALID_VALUE,
-            "limit",
-            "limit must be between 1 and 1000",
-        ));
-    }
+    let q = query_params(query)?;
+    let limit = page_limit(q.limit)?;
     let start = q.start.unwrap_or(0);
     let end = q.end.unwrap_or(u64::MAX);
     let pattern = q
@@ -477,8 +469,7 @@ pub async fn tail(
     query: Result<Query<TailQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Sse<impl futures_util::Stream<Item = Result<SseEvent, std::convert::Infallible>>>> {
     caller.require_admin()?;
-    let Query(q) =
-        query.map_err(|e| ApiError::invalid(codes::INVALID_PARAMETER, "query", e.body_text()))?;
+    let q = query_params(query)?;
     let pattern = q
         .pattern
         .as_deref()
@@ -533,9 +524,7 @@ pub async fn get_event(
     caller: Caller,
     Path((set, _id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    caller.require_admin()?;
-    blocking(&st, move |bus| bus.get_set(&set)).await?;
-    Err(ApiError::not_implemented("looking an event up by id"))
+    super::not_served(&st, &caller, set, "looking an event up by id").await
 }
 
 /// The linkage trace of an event (not in this version: 501).
@@ -547,9 +536,7 @@ pub async fn trace_event(
     caller: Caller,
     Path((set, _id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    caller.require_admin()?;
-    blocking(&st, move |bus| bus.get_set(&set)).await?;
-    Err(ApiError::not_implemented("the linkage trace"))
+    super::not_served(&st, &caller, set, "the linkage trace").await
 }
 
 #[cfg(test)]

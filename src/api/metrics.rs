@@ -304,7 +304,7 @@ impl Collector for Snapshot {
             "eventbus_binding_lag",
             "Events at or after the cursor",
             Gauge,
-            per(|m| m.lag),
+            per(|m| m.status.lag),
             gauge,
         )?;
         family(
@@ -312,7 +312,7 @@ impl Collector for Snapshot {
             "eventbus_binding_in_flight",
             "Events in requests in flight",
             Gauge,
-            per(|m| m.in_flight),
+            per(|m| m.status.in_flight),
             gauge,
         )?;
         family(
@@ -320,7 +320,7 @@ impl Collector for Snapshot {
             "eventbus_binding_retrying",
             "Events waiting for a retry",
             Gauge,
-            per(|m| m.retrying),
+            per(|m| m.status.retrying),
             gauge,
         )?;
         family(
@@ -328,7 +328,7 @@ impl Collector for Snapshot {
             "eventbus_binding_dead_letters",
             "Events in the dead-letter queue",
             Gauge,
-            per(|m| m.dead_lettered),
+            per(|m| m.status.dead_lettered),
             gauge,
         )?;
         family(
@@ -336,7 +336,7 @@ impl Collector for Snapshot {
             "eventbus_binding_delivered",
             "Events delivered since start",
             Counter,
-            per(|m| m.delivered),
+            per(|m| m.status.delivered),
             counter,
         )?;
         family(
@@ -344,7 +344,7 @@ impl Collector for Snapshot {
             "eventbus_binding_failed_attempts",
             "Failed delivery requests since start",
             Counter,
-            per(|m| m.failed_attempts),
+            per(|m| m.status.failed_attempts),
             counter,
         )?;
         family(
@@ -352,7 +352,7 @@ impl Collector for Snapshot {
             "eventbus_binding_dropped",
             "Events given up (dead_letter.mode = drop)",
             Counter,
-            per(|m| m.dropped),
+            per(|m| m.status.dropped),
             counter,
         )?;
         family(
@@ -360,7 +360,7 @@ impl Collector for Snapshot {
             "eventbus_binding_lost_to_retention",
             "Events retention removed before delivery",
             Counter,
-            per(|m| m.lost_to_retention),
+            per(|m| m.status.lost_to_retention),
             counter,
         )?;
         family(
@@ -427,7 +427,7 @@ fn binding_labels(m: &BindingMetrics) -> Labels<'_> {
 
 fn state_name(m: &BindingMetrics) -> &'static str {
     use crate::delivery::BindingState::*;
-    match m.state {
+    match m.status.state {
         Running => "running",
         Paused => "paused",
         Failed => "failed",

@@ -309,3 +309,16 @@ pub(crate) async fn blocking<T: Send + 'static>(
         }
     }
 }
+
+/// A route of the contract this version does not serve: auth and the set's existence are
+/// checked as they will be (401/403/404), then 501 `UnsupportedOperation.NotImplemented`.
+pub(crate) async fn not_served<T>(
+    st: &AppState,
+    caller: &auth::Caller,
+    set: String,
+    what: &str,
+) -> error::ApiResult<T> {
+    caller.require_admin()?;
+    blocking(st, move |bus| bus.get_set(&set)).await?;
+    Err(ApiError::not_implemented(what))
+}

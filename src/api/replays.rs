@@ -6,15 +6,9 @@ use axum::Json;
 use axum::extract::{Path, State};
 use serde_json::Value;
 
+use super::AppState;
 use super::auth::Caller;
-use super::error::{ApiError, ApiResult, ErrorBody};
-use super::{AppState, blocking};
-
-async fn unavailable(st: &AppState, caller: &Caller, set: String) -> ApiResult<Json<Value>> {
-    caller.require_admin()?;
-    blocking(st, move |bus| bus.get_set(&set)).await?;
-    Err(ApiError::not_implemented("replay"))
-}
+use super::error::{ApiResult, ErrorBody};
 
 /// List replays (501 in this version).
 #[utoipa::path(get, path = "/v1/event-sets/{set}/replays", tag = "replays",
@@ -25,7 +19,7 @@ pub async fn list_replays(
     caller: Caller,
     Path(set): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    unavailable(&st, &caller, set).await
+    super::not_served(&st, &caller, set, "replay").await
 }
 
 /// Start a replay `{"name","start","end","rules"?}` (501 in this version).
@@ -37,7 +31,7 @@ pub async fn create_replay(
     caller: Caller,
     Path(set): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    unavailable(&st, &caller, set).await
+    super::not_served(&st, &caller, set, "replay").await
 }
 
 /// A replay's status (501 in this version).
@@ -49,7 +43,7 @@ pub async fn get_replay(
     caller: Caller,
     Path((set, _name)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    unavailable(&st, &caller, set).await
+    super::not_served(&st, &caller, set, "replay").await
 }
 
 /// Cancel a replay (501 in this version).
@@ -61,5 +55,5 @@ pub async fn cancel_replay(
     caller: Caller,
     Path((set, _name)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    unavailable(&st, &caller, set).await
+    super::not_served(&st, &caller, set, "replay").await
 }

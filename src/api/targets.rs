@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
-use super::body::JsonBody;
+use super::body::{JsonBody, page_limit, query_params};
 use super::error::{ApiError, ApiResult, ErrorBody, codes};
 use super::{AppState, blocking, created};
 use crate::catalog::{BindingId, DeadLetter, TargetMeta};
@@ -116,58 +116,13 @@ pub struct TargetView {
     pub created_ms: u64,
     /// Last changed, epoch ms.
     pub updated_ms: u64,
-    /// The binding's delivery status.
+    /// The binding's delivery status: `state` (`running`, `paused` while the rule is
+    /// disabled, `failed`, `starting`), `cursor`, `lag`, `in_flight`, `delivered`, `retrying`,
+    /// `dead_lettered`, `dropped`, `failed_attempts`, `lost_to_retention`, `following`,
+    /// `last_error` (docs/DELIVERY.md "Status").
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub delivery: Option<DeliveryView>,
-}
-
-/// The `"delivery"` status of a target read.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DeliveryView {
-    /// `running`, `paused` (rule disabled), `failed` or `starting`.
-    pub state: String,
-    /// Every matching event below this offset is done with.
-    pub cursor: u64,
-    /// Events in the log at or after the cursor.
-    pub lag: u64,
-    /// Events in requests now in flight.
-    pub in_flight: u64,
-    /// Events delivered since the server started.
-    pub delivered: u64,
-    /// Events waiting for a retry.
-    pub retrying: u64,
-    /// Events in the dead-letter queue.
-    pub dead_lettered: u64,
-    /// Events given up with `dead_letter.mode = drop` since the server started.
-    pub dropped: u64,
-    /// Failed requests since the server started.
-    pub failed_attempts: u64,
-    /// Events retention removed before the binding delivered them.
-    pub lost_to_retention: u64,
-    /// The last failure, if any.
-    pub last_error: Option<String>,
-}
-
-impl From<BindingStatus> for DeliveryView {
-    fn from(s: BindingStatus) -> Self {
-        let state = serde_json::to_value(s.state)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        DeliveryView {
-            state,
-            cursor: s.cursor,
-            lag: s.lag,
-            in_flight: s.in_flight,
-            delivered: s.delivered,
-            retrying: s.retrying,
-            dead_lettered: s.dead_lettered,
-            dropped: s.dropped,
-            failed_attempts: s.failed_attempts,
-            lost_to_retention: s.lost_to_retention,
-            last_error: s.last_error,
-        }
-    }
+    #[schema(value_type = Option<Object>)]
+    pub delivery: Option<BindingStatus>,
 }
 
 fn view(meta: TargetMeta, delivery: Option<BindingStatus>) -> TargetView {
@@ -182,7 +137,7 @@ fn view(meta: TargetMeta, delivery: Option<BindingStatus>) -> TargetView {
         },
         created_ms: meta.created_ms,
         updated_ms: meta.updated_ms,
-        delivery: delivery.map(Into::into),
+        delivery,
     }
 }
 
@@ -409,16 +364,8 @@ pub async fn list_dead_letters(
     query: Result<Query<DeadLetterQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<DeadLetterList>> {
     caller.require_admin()?;
-    let Query(q) =
-        query.map_err(|e| ApiError::invalid(codes::INVALID_PARAMETER, "query", e.body_text()))?;
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid(
-            codes::INVALID_VALUE,
-            "limit",
-            "limit must be between 1 and 1000",
-        ));
-    }
+    let q = query_params(query)?;
+    let limit = page_limit(q.limit)?;
     let id = BindingId::new(&set, &rule, &target);
     // The existence check (404 for an unknown set, rule or target).
     blocking(&st, move |bus| {

@@ -178,7 +178,7 @@ pub fn parse_events(text: &str) -> anyhow::Result<Vec<Value>> {
                     if !item.is_object() {
                         bail!(
                             "line {line}: element {i} of the array is {}, not an event (a JSON object)",
-                            kind(&item)
+                            crate::event::json_kind(&item)
                         );
                     }
                     events.push(item);
@@ -186,7 +186,7 @@ pub fn parse_events(text: &str) -> anyhow::Result<Vec<Value>> {
             }
             other => bail!(
                 "line {line}: expected an event (a JSON object), found {}",
-                kind(&other)
+                crate::event::json_kind(&other)
             ),
         }
     }
@@ -194,17 +194,6 @@ pub fn parse_events(text: &str) -> anyhow::Result<Vec<Value>> {
         bail!("no events in the input");
     }
     Ok(events)
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// Each event serialized once; chunks are cut by these lengths and their bodies spliced from

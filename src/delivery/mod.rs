@@ -148,6 +148,31 @@ pub(crate) struct BindingStats {
     pub latency: crate::metrics::LatencyHistogram,
 }
 
+impl BindingStats {
+    /// The status from these counters alone; `next` is the end of the set's log.
+    fn live_status(&self, state: BindingState, next: u64) -> BindingStatus {
+        let cursor = self.cursor.load(Ordering::Relaxed);
+        BindingStatus {
+            state,
+            cursor,
+            lag: next.saturating_sub(cursor),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            delivered: self.delivered.load(Ordering::Relaxed),
+            retrying: self.retrying.load(Ordering::Relaxed),
+            dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            failed_attempts: self.failed_attempts.load(Ordering::Relaxed),
+            lost_to_retention: self.lost_to_retention.load(Ordering::Relaxed),
+            following: self.following.load(Ordering::Relaxed),
+            last_error: self
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        }
+    }
+}
+
 /// Whether a binding is delivering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -198,26 +223,8 @@ pub struct BindingStatus {
 pub struct BindingMetrics {
     /// The binding.
     pub id: BindingId,
-    /// Running, paused, failed or starting.
-    pub state: BindingState,
-    /// The cursor as the worker last committed or loaded it.
-    pub cursor: u64,
-    /// Events in the log at or after the cursor.
-    pub lag: u64,
-    /// Events in requests now in flight.
-    pub in_flight: u64,
-    /// Events delivered since this process started.
-    pub delivered: u64,
-    /// Events waiting for a retry.
-    pub retrying: u64,
-    /// Events in the dead-letter queue.
-    pub dead_lettered: u64,
-    /// Events given up with `dead_letter.mode = drop` since this process started.
-    pub dropped: u64,
-    /// Failed requests since this process started.
-    pub failed_attempts: u64,
-    /// Events retention removed before the binding saw them.
-    pub lost_to_retention: u64,
+    /// Its status from the worker's counters (the cursor as last committed or loaded).
+    pub status: BindingStatus,
     /// Duration of delivery requests since this process started.
     pub latency: crate::metrics::HistogramSnapshot,
 }
@@ -263,6 +270,20 @@ struct State {
     paused: HashMap<BindingId, ()>,
     stats: HashMap<BindingId, Arc<BindingStats>>,
     dispatchers: HashMap<String, SetDispatch>,
+}
+
+impl State {
+    fn state_of(&self, id: &BindingId) -> BindingState {
+        if self.running.contains_key(id) {
+            BindingState::Running
+        } else if self.paused.contains_key(id) {
+            BindingState::Paused
+        } else if self.failed.contains_key(id) {
+            BindingState::Failed
+        } else {
+            BindingState::Starting
+        }
+    }
 }
 
 struct Inner {
@@ -345,16 +366,10 @@ impl Engine {
         let bus = &self.inner.bus;
         let (state, stats) = {
             let st = self.inner.state.lock().await;
-            let state = if st.running.contains_key(id) {
-                BindingState::Running
-            } else if st.paused.contains_key(id) {
-                BindingState::Paused
-            } else if st.failed.contains_key(id) {
-                BindingState::Failed
-            } else {
-                BindingState::Starting
-            };
-            (state, st.stats.get(id).cloned().unwrap_or_default())
+            (
+                st.state_of(id),
+                st.stats.get(id).cloned().unwrap_or_default(),
+            )
         };
         // A running worker that has loaded its state has the live figures; otherwise the
         // catalog has them (two scans, so only then).
@@ -373,33 +388,15 @@ impl Engine {
         .await
         .map_err(|e| Error::Codec(format!("status task failed: {e}")))??;
         let next = bus.next_offset(&id.set)?;
-        let last_error = stats
-            .last_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let (cursor, retrying, dead_lettered) = match durable {
-            None => (
-                stats.cursor.load(Ordering::Relaxed),
-                stats.retrying.load(Ordering::Relaxed),
-                stats.dead_lettered.load(Ordering::Relaxed),
-            ),
-            Some((cursor, (retrying, dead))) => (cursor.unwrap_or(0), retrying, dead),
-        };
-        Ok(BindingStatus {
-            state,
-            cursor,
-            lag: next.saturating_sub(cursor),
-            in_flight: stats.in_flight.load(Ordering::Relaxed),
-            delivered: stats.delivered.load(Ordering::Relaxed),
-            retrying,
-            dead_lettered,
-            dropped: stats.dropped.load(Ordering::Relaxed),
-            failed_attempts: stats.failed_attempts.load(Ordering::Relaxed),
-            lost_to_retention: stats.lost_to_retention.load(Ordering::Relaxed),
-            following: running && stats.following.load(Ordering::Relaxed),
-            last_error,
-        })
+        let mut status = stats.live_status(state, next);
+        status.following &= running;
+        if let Some((cursor, (retrying, dead))) = durable {
+            status.cursor = cursor.unwrap_or(0);
+            status.lag = next.saturating_sub(status.cursor);
+            status.retrying = retrying;
+            status.dead_lettered = dead;
+        }
+        Ok(status)
     }
 
     /// The dead letters of a binding, oldest offset first, after `after`, at most `limit`.
@@ -490,18 +487,7 @@ impl Engine {
             let st = self.inner.state.lock().await;
             st.stats
                 .iter()
-                .map(|(id, stats)| {
-                    let state = if st.running.contains_key(id) {
-                        BindingState::Running
-                    } else if st.paused.contains_key(id) {
-                        BindingState::Paused
-                    } else if st.failed.contains_key(id) {
-                        BindingState::Failed
-                    } else {
-                        BindingState::Starting
-                    };
-                    (id.clone(), state, stats.clone())
-                })
+                .map(|(id, stats)| (id.clone(), st.state_of(id), stats.clone()))
                 .collect()
         };
         let mut out = Vec::with_capacity(entries.len());
@@ -509,18 +495,8 @@ impl Engine {
             let Ok(next) = self.inner.bus.next_offset(&id.set) else {
                 continue; // the set was deleted since
             };
-            let cursor = s.cursor.load(Ordering::Relaxed);
             out.push(BindingMetrics {
-                state,
-                lag: next.saturating_sub(cursor),
-                cursor,
-                in_flight: s.in_flight.load(Ordering::Relaxed),
-                delivered: s.delivered.load(Ordering::Relaxed),
-                retrying: s.retrying.load(Ordering::Relaxed),
-                dead_lettered: s.dead_lettered.load(Ordering::Relaxed),
-                dropped: s.dropped.load(Ordering::Relaxed),
-                failed_attempts: s.failed_attempts.load(Ordering::Relaxed),
-                lost_to_retention: s.lost_to_retention.load(Ordering::Relaxed),
+                status: s.live_status(state, next),
                 latency: s.latency.snapshot(),
                 id,
             });
