@@ -37,7 +37,7 @@ use serde_json::json;
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
 
-use super::{AppendArgs, round3, sample_event};
+use super::{AppendArgs, round3, sample_event_from};
 use crate::config::PersistPolicy;
 
 /// The event set the bench creates and appends to.
@@ -51,8 +51,10 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Share of the requests sent before the clock starts (not counted): fills the connections'
 /// buffers, the allocators and the server's caches, as in a running system.
 const WARMUP_FRACTION: f64 = 0.02;
-/// Event ids are `bench-` and 12 digits (the shape of [`sample_event`]'s), so at most this
-/// many events per run.
+/// Source of the bench's events (custom event sets refuse cloud-service sources).
+const SOURCE: &str = "bench.app";
+/// Event ids are `bench-` and 12 digits (the shape of [`sample_event_from`]'s), so at most
+/// this many events per run.
 const MAX_EVENTS: u64 = 1_000_000_000_000;
 
 /// What one run sends.
@@ -134,9 +136,12 @@ pub fn run(a: AppendArgs, array: bool) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     let result = rt.block_on(async {
-        create_set(server.addr).await?;
-        load(server.addr, plan, Some(server.pid())).await
+        let dedup = create_set(server.addr, a.dedup_window_ms).await?;
+        let result = load(server.addr, plan, Some(server.pid())).await?;
+        let figures = log_figures(server.addr).await;
+        anyhow::Ok((dedup, result, figures))
     })?;
+    let (dedup_window_ms, result, figures) = result;
     let server_rss = server.max_rss_mib();
     drop(rt);
     drop(server);
@@ -164,12 +169,18 @@ pub fn run(a: AppendArgs, array: bool) -> anyhow::Result<ExitCode> {
         "p99_us": result.hist.value_at_quantile(0.99),
         "p999_us": result.hist.value_at_quantile(0.999),
         "max_us": result.hist.max(),
+        "dedup_window_ms": dedup_window_ms,
         "warmup_requests": plan.warmup,
         "failed_requests": result.failed_requests,
         "failed_events": result.failed_events,
         "server_cpu_s": result.server_cpu_s.map(round2),
         "bench_cpu_s": round2(result.bench_cpu_s),
         "server_cpu_us_per_event": result.server_cpu_s.map(|c| round3(c * 1e6 / events as f64)),
+        "commits": figures.as_ref().map(|f| f.commits),
+        "events_per_commit": figures
+            .as_ref()
+            .map(|f| round3(result.accepted as f64 / f.commits.max(1) as f64)),
+        "fsync_avg_us": figures.as_ref().map(|f| (f.fsync_seconds * 1e6 / f.fsyncs.max(1) as f64).round()),
         "server_max_rss_mib": server_rss,
         "max_rss_mib": super::max_rss_mib(),
     });
@@ -197,6 +208,56 @@ fn server_persist_arg(p: PersistPolicy) -> String {
         PersistPolicy::Never => "never".into(),
         PersistPolicy::IntervalMs(ms) => format!("interval:{ms}"),
     }
+}
+
+/// The bench set's group-commit figures from the server's `/metrics`, for the whole run
+/// (warm-up included): how well concurrent requests share an fsync.
+#[derive(Debug, PartialEq)]
+struct LogFigures {
+    commits: u64,
+    fsyncs: u64,
+    fsync_seconds: f64,
+}
+
+/// Reads [`LogFigures`] from `GET /metrics`; `None` (with a note on stderr) when they are not
+/// there, since they only explain the result.
+async fn log_figures(addr: SocketAddr) -> Option<LogFigures> {
+    let text = async {
+        let mut conn = Conn::open(addr).await?;
+        let (status, body) = conn
+            .send(Method::GET, Uri::from_static("/metrics"), Bytes::new())
+            .await?;
+        if status != StatusCode::OK {
+            bail!("HTTP {status}");
+        }
+        anyhow::Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+    .await;
+    let figures = text.ok().and_then(|t| parse_log_figures(&t));
+    if figures.is_none() {
+        eprintln!("note: no group-commit figures for `{SET}` in the server's /metrics");
+    }
+    figures
+}
+
+/// The `set="bench"` samples of `eventbus_log_group_commits_total` and
+/// `eventbus_log_fsync_latency_seconds_{sum,count}` in Prometheus text.
+fn parse_log_figures(text: &str) -> Option<LogFigures> {
+    let sample = |name: &str| {
+        text.lines().find_map(|l| {
+            let rest = l.strip_prefix(name)?.strip_prefix('{')?;
+            let (labels, value) = rest.split_once('}')?;
+            labels
+                .split(',')
+                .any(|kv| kv == format!("set=\"{SET}\""))
+                .then(|| value.trim().parse::<f64>().ok())?
+        })
+    };
+    Some(LogFigures {
+        commits: sample("eventbus_log_group_commits_total")? as u64,
+        fsyncs: sample("eventbus_log_fsync_latency_seconds_count")? as u64,
+        fsync_seconds: sample("eventbus_log_fsync_latency_seconds_sum")?,
+    })
 }
 
 /// The server address in `eventbus serve`'s listening line
@@ -387,10 +448,10 @@ struct BodyTemplate {
 }
 
 impl BodyTemplate {
-    /// `batch` events of `payload_bytes` each (as [`sample_event`] makes them), as one object
+    /// `batch` events of `payload_bytes` each (as [`sample_event_from`] makes them), as one object
     /// (`array` false, `batch` 1) or a JSON array.
     fn new(payload_bytes: usize, batch: usize, array: bool) -> anyhow::Result<Self> {
-        let event = serde_json::to_vec(&sample_event(0, payload_bytes).to_json())?;
+        let event = serde_json::to_vec(&sample_event_from(0, payload_bytes, SOURCE).to_json())?;
         let id = br#""bench-000000000000""#;
         let at = event
             .windows(id.len())
@@ -488,10 +549,15 @@ impl Conn {
     }
 }
 
-/// Creates the event set `bench` (201 expected).
-async fn create_set(addr: SocketAddr) -> anyhow::Result<()> {
+/// Creates the event set `bench` (201 expected), with `dedup_window_ms` when given; returns
+/// the set's de-duplication window as the server reports it.
+async fn create_set(addr: SocketAddr, dedup_window_ms: Option<u64>) -> anyhow::Result<Option<u64>> {
     let mut conn = Conn::open(addr).await?;
-    let body = serde_json::to_vec(&json!({ "name": SET }))?;
+    let mut body = json!({ "name": SET });
+    if let Some(ms) = dedup_window_ms {
+        body["dedup_window_ms"] = ms.into();
+    }
+    let body = serde_json::to_vec(&body)?;
     let (status, resp) = conn
         .send(
             Method::POST,
@@ -505,7 +571,8 @@ async fn create_set(addr: SocketAddr) -> anyhow::Result<()> {
             String::from_utf8_lossy(&resp)
         );
     }
-    Ok(())
+    let created: serde_json::Value = serde_json::from_slice(&resp).unwrap_or_default();
+    Ok(created["dedup_window_ms"].as_u64())
 }
 
 /// The body of a put-events response; only what the bench checks.
@@ -635,6 +702,8 @@ struct LoadResult {
     failed_requests: u64,
     failed_events: u64,
     first_error: Option<String>,
+    /// Events acknowledged with an offset, warm-up included.
+    accepted: u64,
     /// One event's JSON size and one request body's size, in bytes.
     payload_bytes: usize,
     body_bytes: usize,
@@ -649,7 +718,8 @@ async fn load(addr: SocketAddr, plan: Plan, server_pid: Option<u32>) -> anyhow::
     let uri: Uri = format!("/v1/event-sets/{SET}/events").parse()?;
     let template = BodyTemplate::new(plan.payload_bytes, plan.batch, plan.array)?;
     let body_bytes = template.bytes.len();
-    let payload_bytes = serde_json::to_vec(&sample_event(0, plan.payload_bytes).to_json())?.len();
+    let payload_bytes =
+        serde_json::to_vec(&sample_event_from(0, plan.payload_bytes, SOURCE).to_json())?.len();
     let barrier = Arc::new(Barrier::new(plan.producers + 1));
     let mut tasks = JoinSet::new();
     let mut first_request = 0u64;
@@ -720,6 +790,7 @@ async fn load(addr: SocketAddr, plan: Plan, server_pid: Option<u32>) -> anyhow::
         failed_requests: all.failed_requests,
         failed_events: all.failed_events,
         first_error: all.first_error,
+        accepted: all.accepted,
         payload_bytes,
         body_bytes,
         server_cpu_s,
@@ -768,7 +839,7 @@ mod tests {
             assert_eq!(events.len(), 10);
             for (k, e) in events.iter().enumerate() {
                 assert_eq!(serde_json::to_vec(e).unwrap().len(), 1024);
-                let want = sample_event(first + k as u64, 1024).to_json();
+                let want = sample_event_from(first + k as u64, 1024, SOURCE).to_json();
                 assert_eq!(e, &want);
             }
         }
@@ -805,6 +876,24 @@ mod tests {
         assert!(r.error.unwrap().contains("404"));
         let r = check_reply(StatusCode::OK, br#"{"entries":[],"failed":0}"#, 1);
         assert!(r.error.unwrap().contains("0 entries"));
+    }
+
+    #[test]
+    fn log_figures_come_from_the_bench_sets_samples() {
+        let text = "# HELP x\n\
+            eventbus_log_group_commits_total{set=\"other\"} 7\n\
+            eventbus_log_group_commits_total{set=\"bench\"} 1500\n\
+            eventbus_log_fsync_latency_seconds_sum{set=\"bench\"} 0.75\n\
+            eventbus_log_fsync_latency_seconds_count{set=\"bench\"} 1501\n";
+        assert_eq!(
+            parse_log_figures(text),
+            Some(LogFigures {
+                commits: 1500,
+                fsyncs: 1501,
+                fsync_seconds: 0.75
+            })
+        );
+        assert_eq!(parse_log_figures("eventbus_up 1\n"), None);
     }
 
     #[test]
@@ -881,7 +970,7 @@ mod tests {
         for (array, batch) in [(false, 1), (true, 7)] {
             let stub = Arc::new(Stub::default());
             let addr = stub_server(stub.clone()).await;
-            create_set(addr).await.unwrap();
+            assert_eq!(create_set(addr, Some(0)).await.unwrap(), None);
             let r = load(addr, plan(array, batch), None).await.unwrap();
             assert_eq!(r.hist.len(), 101);
             assert_eq!(r.failed_requests, 0);
