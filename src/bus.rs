@@ -94,7 +94,25 @@ pub struct EventSetInfo {
     pub stats: LogStats,
 }
 
-type DedupKey = (String, String);
+/// A `(source, id)` pair as a keyed 128-bit SipHash: 16 bytes per remembered event instead of
+/// two copies of both strings, so a busy window stays affordable (at 40 k events/s a 120 s
+/// window holds 4.8 M keys). The key is random per process, so producers cannot aim for
+/// collisions; by chance, two of a window's keys collide with probability about n²/2¹²⁹
+/// (5·10⁻²⁶ for 4.8 M keys).
+type DedupKey = u128;
+
+fn dedup_key(keys: &(u64, u64), source: &str, id: &str) -> DedupKey {
+    use std::hash::Hasher;
+    let mut h = siphasher::sip128::SipHasher13::new_with_keys(keys.0, keys.1);
+    // Length-prefixed, so ("ab", "c") and ("a", "bc") differ.
+    h.write_usize(source.len());
+    h.write(source.as_bytes());
+    h.write(id.as_bytes());
+    siphasher::sip128::Hasher128::finish128(&h).as_u128()
+}
+
+/// The keys are already uniform hashes; hashing them again would only cost time.
+type KeyMap<V> = HashMap<DedupKey, V, std::hash::BuildHasherDefault<rustc_hash::FxHasher>>;
 
 #[derive(Debug, Clone)]
 enum Seen {
@@ -107,26 +125,95 @@ enum Seen {
 /// Recent (source, id) pairs of one event set, for the de-duplication window.
 #[derive(Debug, Default)]
 struct Dedup {
-    seen: HashMap<DedupKey, Seen>,
+    seen: KeyMap<Seen>,
     /// Stored keys by ingest time, oldest first, for expiry.
     order: VecDeque<(u64, DedupKey)>,
 }
 
 impl Dedup {
     fn expire(&mut self, cutoff_ms: u64) {
-        while let Some((t, _)) = self.order.front() {
-            if *t >= cutoff_ms {
+        while let Some(&(t, key)) = self.order.front() {
+            if t >= cutoff_ms {
                 break;
             }
-            let (_, key) = self.order.pop_front().expect("front exists");
+            self.order.pop_front();
             if matches!(self.seen.get(&key), Some(Seen::Stored(_, t2)) if *t2 < cutoff_ms) {
                 self.seen.remove(&key);
             }
         }
     }
     fn stored(&mut self, key: DedupKey, offset: u64, time_ms: u64) {
-        self.seen.insert(key.clone(), Seen::Stored(offset, time_ms));
+        self.seen.insert(key, Seen::Stored(offset, time_ms));
         self.order.push_back((time_ms, key));
+    }
+}
+
+/// Finishes the de-duplication bookkeeping of one append: the pending markers become stored
+/// entries (or are removed if the append failed) and waiters are told. If the put's future is
+/// dropped mid-append (a client gave up during the fsync), `Drop` hands the ticket to a task
+/// that does the same when the append completes, so markers never leak and a retry finds the
+/// events as duplicates. The common path needs no task of its own.
+struct PendingAppend {
+    set: Arc<SetLog>,
+    ticket: Option<crate::store::AppendTicket>,
+    keys: Vec<DedupKey>,
+    done: Option<watch::Sender<Option<std::result::Result<u64, String>>>>,
+}
+
+impl PendingAppend {
+    async fn wait(mut self) -> Result<crate::store::AppendOutcome> {
+        let outcome = match self.ticket.as_mut() {
+            Some(t) => t.await,
+            None => Err(Error::Closed),
+        };
+        self.ticket = None;
+        self.finish(&outcome);
+        outcome
+    }
+
+    fn finish(&mut self, outcome: &Result<crate::store::AppendOutcome>) {
+        if !self.keys.is_empty() {
+            let mut d = self.set.dedup.lock().unwrap_or_else(|p| p.into_inner());
+            for (i, key) in self.keys.drain(..).enumerate() {
+                match outcome {
+                    Ok(o) => d.stored(key, o.first_offset + i as u64, o.ingest_time_ms),
+                    Err(_) => {
+                        d.seen.remove(&key);
+                    }
+                }
+            }
+        }
+        if let Some(done) = self.done.take() {
+            let _ = done.send(Some(match outcome {
+                Ok(o) => Ok(o.first_offset),
+                Err(e) => Err(e.to_string()),
+            }));
+        }
+    }
+}
+
+impl Drop for PendingAppend {
+    fn drop(&mut self) {
+        let Some(ticket) = self.ticket.take() else {
+            return;
+        };
+        let mut rest = PendingAppend {
+            set: self.set.clone(),
+            ticket: None,
+            keys: std::mem::take(&mut self.keys),
+            done: self.done.take(),
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    let outcome = ticket.await;
+                    rest.finish(&outcome);
+                });
+            }
+            // No runtime to wait on: release the markers now, as if the append failed; at
+            // worst a retry stores the event a second time (at-least-once, not a loss).
+            Err(_) => rest.finish(&Err(Error::Closed)),
+        }
     }
 }
 
@@ -147,6 +234,8 @@ pub struct EventBus {
     /// logs and the directories change together (a delete racing a create of the same name
     /// must not close or remove the new set's log).
     lifecycle: Mutex<()>,
+    /// SipHash keys of the de-duplication windows, random per process.
+    dedup_keys: (u64, u64),
 }
 
 impl std::fmt::Debug for EventBus {
@@ -169,6 +258,7 @@ impl EventBus {
             catalog,
             sets: RwLock::new(HashMap::new()),
             lifecycle: Mutex::new(()),
+            dedup_keys: (rand::random(), rand::random()),
         };
         let sets = bus.catalog.list_sets()?;
         bus.remove_deleted_set_dirs(&sets)?;
@@ -226,7 +316,8 @@ impl EventBus {
             let mut reader = log.read_from_time(from)?;
             for r in reader.records() {
                 let r = r?;
-                dedup.stored((r.event.source, r.event.id), r.offset, r.ingest_time_ms);
+                let key = dedup_key(&self.dedup_keys, &r.event.source, &r.event.id);
+                dedup.stored(key, r.offset, r.ingest_time_ms);
             }
         }
         let set = Arc::new(SetLog {
@@ -418,12 +509,15 @@ impl EventBus {
         let window = set.dedup_window_ms.load(Ordering::Relaxed);
         let mut waiters = Vec::new();
         let mut to_append = Vec::new();
-        let (done_tx, done_rx) = watch::channel(None);
+        let mut keys = Vec::new();
+        let mut done = None;
         if window > 0 {
+            let (done_tx, done_rx) = watch::channel(None);
+            done = Some(done_tx);
             let mut d = set.dedup.lock().unwrap_or_else(|p| p.into_inner());
             d.expire(now.saturating_sub(window));
             for (event, slot) in events.into_iter().zip(slots) {
-                let key = (event.source.clone(), event.id.clone());
+                let key = dedup_key(&self.dedup_keys, &event.source, &event.id);
                 match d.seen.get(&key) {
                     Some(Seen::Stored(offset, _)) => {
                         results[slot] = Some(PutEntry::Stored {
@@ -432,9 +526,10 @@ impl EventBus {
                             duplicate: true,
                         });
                     }
-                    Some(Seen::Pending(rx)) => waiters.push((slot, key, rx.clone())),
+                    Some(Seen::Pending(rx)) => waiters.push((slot, key, event.id, rx.clone())),
                     None => {
                         d.seen.insert(key, Seen::Pending(done_rx.clone()));
+                        keys.push(key);
                         to_append.push((slot, event));
                     }
                 }
@@ -444,36 +539,24 @@ impl EventBus {
         }
         if !to_append.is_empty() {
             let (slots, events): (Vec<usize>, Vec<Event>) = to_append.into_iter().unzip();
-            let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
-            // The append and its de-dup bookkeeping run as their own task: if this future is
-            // dropped (a client gave up mid-fsync), the events are still stored, their pending
-            // markers still resolve, and a retry finds them as duplicates.
-            let task_set = set.clone();
-            let outcome = tokio::spawn(async move {
-                let outcome = match task_set.log.submit(&events) {
-                    Ok(ticket) => ticket.await,
-                    Err(e) => Err(e),
-                };
-                if window > 0 {
-                    let mut d = task_set.dedup.lock().unwrap_or_else(|p| p.into_inner());
-                    for (i, e) in events.into_iter().enumerate() {
-                        let key = (e.source, e.id);
-                        match &outcome {
-                            Ok(o) => d.stored(key, o.first_offset + i as u64, o.ingest_time_ms),
-                            Err(_) => {
-                                d.seen.remove(&key);
-                            }
-                        }
-                    }
+            let submitted = set.log.submit(&events);
+            let ids: Vec<String> = events.into_iter().map(|e| e.id).collect();
+            let mut pending = PendingAppend {
+                set: set.clone(),
+                ticket: None,
+                keys,
+                done,
+            };
+            let outcome = match submitted {
+                Ok(ticket) => {
+                    pending.ticket = Some(ticket);
+                    pending.wait().await
                 }
-                let _ = done_tx.send(Some(match &outcome {
-                    Ok(o) => Ok(o.first_offset),
-                    Err(e) => Err(e.to_string()),
-                }));
-                outcome
-            })
-            .await
-            .unwrap_or(Err(Error::Closed));
+                Err(e) => {
+                    pending.finish(&Err(e.replicate()));
+                    Err(e)
+                }
+            };
             match outcome {
                 Ok(o) => {
                     for (i, (slot, id)) in slots.into_iter().zip(ids).enumerate() {
@@ -491,7 +574,7 @@ impl EventBus {
                 }
             }
         }
-        for (slot, key, mut rx) in waiters {
+        for (slot, key, id, mut rx) in waiters {
             // Another put is storing the same (source, id): report its outcome.
             let outcome = rx.wait_for(|v| v.is_some()).await.map(|v| v.clone());
             let stored = {
@@ -503,7 +586,7 @@ impl EventBus {
             };
             let entry = match (outcome, stored) {
                 (Ok(Some(Ok(_))), Some(offset)) => PutEntry::Stored {
-                    id: key.1,
+                    id,
                     offset,
                     duplicate: true,
                 },

@@ -44,12 +44,16 @@ struct IngestStats {
     latency: Arc<LatencyHistogram>,
 }
 
+/// Requests of one route by (method, status).
+type RouteCounts = HashMap<(axum::http::Method, u16), u64>;
+
 /// Counters kept by the HTTP layer.
 #[derive(Debug, Default)]
 pub struct ApiMetrics {
     ingest: Mutex<HashMap<String, IngestStats>>,
-    /// (method, route, status) → requests.
-    http: Mutex<BTreeMap<(String, String, u16), u64>>,
+    /// route → (method, status) → requests. Looked up by `&str` first, so a request on a
+    /// known route allocates nothing.
+    http: Mutex<HashMap<String, RouteCounts>>,
 }
 
 impl ApiMetrics {
@@ -71,10 +75,13 @@ impl ApiMetrics {
     }
 
     /// Records one HTTP request.
-    pub fn http_request(&self, method: &str, route: &str, status: u16, _took: Duration) {
+    pub fn http_request(&self, method: &axum::http::Method, route: &str, status: u16) {
         let mut m = self.http.lock().unwrap_or_else(|p| p.into_inner());
-        *m.entry((method.to_string(), route.to_string(), status))
-            .or_insert(0) += 1;
+        let per_route = match m.get_mut(route) {
+            Some(r) => r,
+            None => m.entry(route.to_string()).or_default(),
+        };
+        *per_route.entry((method.clone(), status)).or_insert(0) += 1;
     }
 }
 
@@ -144,7 +151,12 @@ pub async fn render(st: &AppState) -> ApiResult<String> {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .iter()
-        .map(|(k, v)| (k.clone(), *v))
+        .flat_map(|(route, per)| {
+            per.iter()
+                .map(|((method, status), n)| ((method.to_string(), route.clone(), *status), *n))
+        })
+        .collect::<BTreeMap<_, _>>()
+        .into_iter()
         .collect();
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Snapshot {
@@ -173,10 +185,23 @@ impl EncodeMetric for Hist<'_> {
         &self,
         mut encoder: prometheus_client::encoding::MetricEncoder,
     ) -> Result<(), std::fmt::Error> {
+        // The encoder takes per-bucket counts and accumulates them itself; the snapshot's
+        // are already cumulative.
+        let mut below = 0;
+        let per_bucket: Vec<(f64, u64)> = self
+            .0
+            .buckets
+            .iter()
+            .map(|&(bound, cumulative)| {
+                let n = cumulative - below;
+                below = cumulative;
+                (bound, n)
+            })
+            .collect();
         encoder.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
             self.0.sum_s,
             self.0.count,
-            &self.0.buckets,
+            &per_bucket,
             None,
         )
     }
@@ -432,5 +457,47 @@ fn state_name(m: &BindingMetrics) -> &'static str {
         Paused => "paused",
         Failed => "failed",
         Starting => "starting",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendered_histograms_are_cumulative_once_and_end_at_the_count() {
+        let h = LatencyHistogram::default();
+        for ms in [1, 1, 3, 40] {
+            h.observe(Duration::from_millis(ms));
+        }
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Snapshot {
+            sets: vec![SetFigures {
+                name: "orders".into(),
+                stats: LogStats::default(),
+                writer: WriterStats::default(),
+                fsync: h.snapshot(),
+                ingest: None,
+            }],
+            bindings: Vec::new(),
+            http: Vec::new(),
+        }));
+        let mut out = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &registry).unwrap();
+        let value = |le: &str| -> u64 {
+            let key =
+                format!("eventbus_log_fsync_latency_seconds_bucket{{set=\"orders\",le=\"{le}\"}} ");
+            let line = out.lines().find(|l| l.starts_with(&key)).expect(&key);
+            line[key.len()..].parse().unwrap()
+        };
+        assert_eq!(value("0.0001"), 0, "{out}");
+        assert_eq!(value("0.001"), 2, "{out}");
+        assert_eq!(value("0.005"), 3, "{out}");
+        assert_eq!(value("0.05"), 4, "{out}");
+        assert_eq!(value("+Inf"), 4, "{out}");
+        assert!(
+            out.contains("eventbus_log_fsync_latency_seconds_count{set=\"orders\"} 4"),
+            "{out}"
+        );
     }
 }
