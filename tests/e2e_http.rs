@@ -305,41 +305,28 @@ fn serve_with_tokens_requires_them_and_never_logs_them() {
         .unwrap();
     rt.block_on(async {
         let http = reqwest::Client::new();
-        let r = http
-            .post(format!("{base}/v1/event-sets"))
-            .header("content-type", "application/json")
-            .body(r#"{"name":"orders"}"#)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 401);
-        let r = http
-            .post(format!("{base}/v1/event-sets"))
-            .bearer_auth("producer-secret-token-0123")
-            .header("content-type", "application/json")
-            .body(r#"{"name":"orders"}"#)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 403);
-        let r = http
-            .post(format!("{base}/v1/event-sets"))
-            .bearer_auth("admin-secret-token-0123")
-            .header("content-type", "application/json")
-            .body(r#"{"name":"orders"}"#)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
-        let r = http
-            .post(format!("{base}/v1/event-sets/orders/events"))
-            .bearer_auth("producer-secret-token-0123")
-            .header("content-type", "application/json")
-            .body(event("p-1").to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        // POST `body` to `path` with an optional bearer token; the status.
+        let post = |path: &str, token: Option<&str>, body: String| {
+            let mut req = http
+                .post(format!("{base}{path}"))
+                .header("content-type", "application/json")
+                .body(body);
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            async move { req.send().await.unwrap().status().as_u16() }
+        };
+        let set = || r#"{"name":"orders"}"#.to_string();
+        assert_eq!(post("/v1/event-sets", None, set()).await, 401);
+        let producer = Some("producer-secret-token-0123");
+        assert_eq!(post("/v1/event-sets", producer, set()).await, 403);
+        let admin = Some("admin-secret-token-0123");
+        assert_eq!(post("/v1/event-sets", admin, set()).await, 201);
+        let put = event("p-1").to_string();
+        assert_eq!(
+            post("/v1/event-sets/orders/events", producer, put).await,
+            200
+        );
     });
     // SAFETY: signalling our own child process.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
