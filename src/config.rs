@@ -33,6 +33,30 @@ pub enum PersistPolicy {
     Never,
 }
 
+/// Parses a persist policy as flags and variables give it: `always`, `never`, or
+/// `interval:MS` (also `interval-ms:MS`) with MS > 0. The error names the input.
+pub fn parse_persist(s: &str) -> Result<PersistPolicy, String> {
+    match s {
+        "always" => Ok(PersistPolicy::Always),
+        "never" => Ok(PersistPolicy::Never),
+        other => match other
+            .strip_prefix("interval:")
+            .or_else(|| other.strip_prefix("interval-ms:"))
+        {
+            Some(n) => match n.parse::<u64>() {
+                Ok(ms) if ms > 0 => Ok(PersistPolicy::IntervalMs(ms)),
+                Ok(_) => Err(format!("{other:?}: the interval must be more than 0 ms")),
+                Err(e) => Err(format!(
+                    "{other:?}: interval:MS needs a number of milliseconds: {e}"
+                )),
+            },
+            None => Err(format!(
+                "{other:?} is not a persist policy: use always, never or interval:MS"
+            )),
+        },
+    }
+}
+
 /// How much of an event set's log to keep. Applied by deleting whole sealed segments, oldest
 /// first; the active segment is sealed first when everything in it has expired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

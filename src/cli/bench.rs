@@ -26,7 +26,7 @@ use hdrhistogram::Histogram;
 use serde_json::json;
 
 use crate::codec::encode_event;
-use crate::config::PersistPolicy;
+use crate::config::{PersistPolicy, parse_persist};
 use crate::event::Event;
 use crate::pattern::{Pattern, PatternSet};
 use crate::store::{EventLog, LogOptions};
@@ -192,25 +192,6 @@ pub struct DiskArgs {
     /// Bytes written in the bandwidth test (1 MiB writes, one fdatasync at the end).
     #[arg(long, default_value_t = 2 << 30)]
     pub bandwidth_bytes: u64,
-}
-
-fn parse_persist(s: &str) -> Result<PersistPolicy, String> {
-    match s {
-        "always" => Ok(PersistPolicy::Always),
-        "never" => Ok(PersistPolicy::Never),
-        other => match other
-            .strip_prefix("interval-ms:")
-            .or_else(|| other.strip_prefix("interval:"))
-        {
-            Some(n) => n
-                .parse()
-                .map(PersistPolicy::IntervalMs)
-                .map_err(|e| format!("interval-ms:N needs a number: {e}")),
-            None => Err(format!(
-                "unknown persist policy `{other}` (always, never, interval-ms:N)"
-            )),
-        },
-    }
 }
 
 /// Runs `bench`.

@@ -22,7 +22,7 @@ use clap::Args;
 
 use crate::api::{ApiOptions, AppState, auth::Auth};
 use crate::bus::{BusConfig, EventBus};
-use crate::config::{Config, LogFormat, PersistPolicy};
+use crate::config::{Config, LogFormat, PersistPolicy, parse_persist};
 use crate::delivery::{Engine, EngineOptions};
 use crate::event::EventLimits;
 
@@ -55,20 +55,6 @@ pub struct ServeArgs {
     /// Log format `text` or `json` (also the global `--log-json`). Default = text.
     #[arg(long, env = "EVENTBUS_LOG_FORMAT", value_parser = parse_log_format)]
     pub log_format: Option<LogFormat>,
-}
-
-/// Parses `always`, `never` or `interval:MS`.
-pub fn parse_persist(s: &str) -> Result<PersistPolicy, String> {
-    match s {
-        "always" => Ok(PersistPolicy::Always),
-        "never" => Ok(PersistPolicy::Never),
-        _ => match s.strip_prefix("interval:").map(str::parse::<u64>) {
-            Some(Ok(ms)) if ms > 0 => Ok(PersistPolicy::IntervalMs(ms)),
-            _ => Err(format!(
-                "{s:?} is not a persist policy: use always, never or interval:MS (MS > 0)"
-            )),
-        },
-    }
 }
 
 fn parse_log_format(s: &str) -> Result<LogFormat, String> {
