@@ -384,7 +384,7 @@ fn parse_pattern_param(text: &str, param: &str) -> ApiResult<Pattern> {
     Pattern::parse_str(text).map_err(|e| {
         ApiError::invalid(
             "InvalidParameterValue.EventPattern",
-            format!("{param}{}", e.path.strip_prefix('$').unwrap_or(&e.path)),
+            e.path_under(param),
             e.message,
         )
     })

@@ -43,7 +43,7 @@ pub async fn test_pattern(
     let pattern = Pattern::parse(&body.pattern).map_err(|e| {
         ApiError::invalid(
             "InvalidParameterValue.EventPattern",
-            format!("$.pattern{}", e.path.strip_prefix('$').unwrap_or(&e.path)),
+            e.path_under("$.pattern"),
             e.message,
         )
     })?;

@@ -995,7 +995,7 @@ fn validate_retention(r: &RetentionSpec) -> Result<()> {
 /// `$.pattern.data.name[0].prefix`.
 fn validate_pattern(pattern: &Value) -> Result<String> {
     if let Err(e) = crate::pattern::Pattern::parse(pattern) {
-        let path = format!("$.pattern{}", e.path.strip_prefix('$').unwrap_or(&e.path));
+        let path = e.path_under("$.pattern");
         return Err(invalid(
             codes::INVALID_PATTERN,
             &path,

@@ -34,6 +34,17 @@ pub struct PatternError {
     pub message: String,
 }
 
+impl PatternError {
+    /// The path as seen from a document holding the pattern at `prefix`: `$.pattern` turns
+    /// `$.data.name[0]` into `$.pattern.data.name[0]`.
+    pub fn path_under(&self, prefix: &str) -> String {
+        format!(
+            "{prefix}{}",
+            self.path.strip_prefix('$').unwrap_or(&self.path)
+        )
+    }
+}
+
 fn err<T>(path: &str, message: impl Into<String>) -> Result<T, PatternError> {
     Err(PatternError {
         path: path.to_owned(),
