@@ -403,7 +403,7 @@ impl Collector for Snapshot {
             Gauge,
             b.iter().map(|m| {
                 let mut l = binding_labels(m);
-                l.push(("state", state_name(m)));
+                l.push(("state", m.status.state.as_str()));
                 (l, 1u64)
             }),
             gauge,
@@ -448,16 +448,6 @@ fn binding_labels(m: &BindingMetrics) -> Labels<'_> {
         ("rule", m.id.rule.as_str()),
         ("target", m.id.target.as_str()),
     ]
-}
-
-fn state_name(m: &BindingMetrics) -> &'static str {
-    use crate::delivery::BindingState::*;
-    match m.status.state {
-        Running => "running",
-        Paused => "paused",
-        Failed => "failed",
-        Starting => "starting",
-    }
 }
 
 #[cfg(test)]

@@ -173,9 +173,8 @@ impl BindingStats {
     }
 }
 
-/// Whether a binding is delivering.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+/// Whether a binding is delivering. Serialises as [`BindingState::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BindingState {
     /// Its worker runs.
     Running,
@@ -186,6 +185,24 @@ pub enum BindingState {
     Failed,
     /// Created since the engine last applied the catalog (it starts within moments).
     Starting,
+}
+
+impl BindingState {
+    /// `running`, `paused`, `failed` or `starting`: the name in JSON and in metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BindingState::Running => "running",
+            BindingState::Paused => "paused",
+            BindingState::Failed => "failed",
+            BindingState::Starting => "starting",
+        }
+    }
+}
+
+impl Serialize for BindingState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
 }
 
 /// Delivery status of one binding (INTERFACE.md `"delivery"`).
