@@ -521,6 +521,22 @@ impl Catalog {
 
     // ----- rules ------------------------------------------------------------------------------
 
+    /// Refuses (`code`, "at most `max` `what`") when `tree` already holds `max` entries
+    /// under `prefix`.
+    fn ensure_room(
+        &self,
+        tree: &sled::Tree,
+        prefix: &[u8],
+        max: usize,
+        code: &str,
+        what: &str,
+    ) -> Result<()> {
+        if self.count_prefix(tree, prefix)? >= max {
+            return Err(limit(code, format!("at most {max} {what}")));
+        }
+        Ok(())
+    }
+
     /// Creates a rule in `set`.
     pub fn create_rule(&self, set: &str, spec: RuleSpec) -> Result<RuleMeta> {
         validate_name(&spec.name, codes::INVALID_RULE_NAME)?;
@@ -537,16 +553,13 @@ impl Catalog {
                 format!("rule {:?} already exists in event set {set:?}", spec.name),
             ));
         }
-        let count = self.count_prefix(&self.rules, &keys::rules_prefix(set))?;
-        if count >= self.limits.max_rules_per_set {
-            return Err(limit(
-                codes::RULE_LIMIT,
-                format!(
-                    "at most {} rules per event set",
-                    self.limits.max_rules_per_set
-                ),
-            ));
-        }
+        self.ensure_room(
+            &self.rules,
+            &keys::rules_prefix(set),
+            self.limits.max_rules_per_set,
+            codes::RULE_LIMIT,
+            "rules per event set",
+        )?;
         let now = now_ms();
         let meta = RuleMeta {
             set: set.to_string(),
@@ -650,16 +663,13 @@ impl Catalog {
                 format!("target {name:?} already exists on rule {rule:?}"),
             ));
         }
-        let count = self.count_prefix(&self.targets, &keys::targets_prefix(set, rule))?;
-        if count >= self.limits.max_targets_per_rule {
-            return Err(limit(
-                codes::TARGET_LIMIT,
-                format!(
-                    "at most {} targets per rule",
-                    self.limits.max_targets_per_rule
-                ),
-            ));
-        }
+        self.ensure_room(
+            &self.targets,
+            &keys::targets_prefix(set, rule),
+            self.limits.max_targets_per_rule,
+            codes::TARGET_LIMIT,
+            "targets per rule",
+        )?;
         let now = now_ms();
         let meta = TargetMeta {
             set: set.to_string(),
