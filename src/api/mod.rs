@@ -95,11 +95,6 @@ impl AppState {
     pub fn begin_shutdown(&self) {
         let _ = self.inner.shutdown_tx.send(true);
     }
-
-    /// The bus.
-    pub fn bus(&self) -> &Arc<EventBus> {
-        &self.inner.bus
-    }
 }
 
 impl std::fmt::Debug for AppState {
@@ -182,11 +177,6 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(tools::test_pattern))
         .routes(routes!(tools::test_transform))
         .split_for_parts()
-}
-
-/// The OpenAPI 3 document of this API (what `GET /v1/openapi.json` serves).
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes().1
 }
 
 /// The whole HTTP application over `state`.
