@@ -90,13 +90,43 @@ impl Event {
     /// The length in bytes of `serde_json::to_vec(&self.to_json())`, without parsing `data`
     /// again: `data` holds compact JSON as serde_json writes it, which is what `to_json` would
     /// emit for it, so its bytes count as they are (plus `,"data":`).
+    ///
+    /// Counted member by member (no map is built, nothing is cloned): this runs for every
+    /// event a producer puts, for the size limit.
     pub fn json_len(&self) -> usize {
-        let attrs = compact_json_len(&Value::Object(self.attributes_json()));
-        if self.data.is_empty() {
-            attrs
-        } else {
-            attrs + ",\"data\":".len() + self.data.len()
+        // `"key":` plus the value, for each member; commas between members; the braces.
+        let member = |key: &str, value_len: usize| str_json_len(key) + 1 + value_len;
+        let opt = |key: &str, v: &Option<String>| v.as_ref().map(|s| member(key, str_json_len(s)));
+        let mut members = vec![
+            member("specversion", str_json_len(&self.specversion)),
+            member("id", str_json_len(&self.id)),
+            member("source", str_json_len(&self.source)),
+            member("type", str_json_len(&self.ty)),
+            member("time", int_json_len(self.time_ms)),
+        ];
+        members.extend(opt("subject", &self.subject));
+        members.extend(opt("region", &self.region));
+        members.extend(opt("datacontenttype", &self.datacontenttype));
+        members.extend(opt("status", &self.status));
+        if !self.resource.is_empty() {
+            let items: usize = self.resource.iter().map(|r| str_json_len(r)).sum();
+            members.push(member("resource", 2 + items + self.resource.len() - 1));
         }
+        if !self.tags.is_empty() {
+            let pairs: usize = self
+                .tags
+                .iter()
+                .map(|(k, v)| str_json_len(k) + 1 + str_json_len(v))
+                .sum();
+            members.push(member("tags", 2 + pairs + self.tags.len() - 1));
+        }
+        for (k, v) in &self.extensions {
+            members.push(member(k, compact_json_len(&raw_json(v.as_bytes()))));
+        }
+        if !self.data.is_empty() {
+            members.push(member("data", self.data.len()));
+        }
+        2 + members.iter().sum::<usize>() + members.len() - 1
     }
 
     /// Every attribute except `data`, as `to_json` renders them.
@@ -156,6 +186,33 @@ impl Default for EventLimits {
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
         }
     }
+}
+
+/// Length of `s` as a JSON string literal the way serde_json writes it: quotes, `\"` `\\`
+/// and the short escapes of `\b \f \n \r \t` add one byte, other control characters
+/// become `\u00XX` (five more); everything else, non-ASCII included, is written as is.
+fn str_json_len(s: &str) -> usize {
+    let extra: usize = s
+        .bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | 0x08 | 0x0c | b'\n' | b'\r' | b'\t' => 1,
+            0..=0x1f => 5,
+            _ => 0,
+        })
+        .sum();
+    2 + s.len() + extra
+}
+
+/// Decimal digits of `n`, with its sign.
+fn int_json_len(n: i64) -> usize {
+    let sign = usize::from(n < 0);
+    let mut m = n.unsigned_abs();
+    let mut digits = 1;
+    while m >= 10 {
+        m /= 10;
+        digits += 1;
+    }
+    sign + digits
 }
 
 /// Length in bytes of `serde_json::to_vec(v)`, counted without building the text.
@@ -682,6 +739,44 @@ mod tests {
             e.json_len(),
             serde_json::to_vec(&e.to_json()).unwrap().len()
         );
+    }
+
+    use proptest::strategy::Strategy as _;
+
+    proptest::proptest! {
+        /// The counted length agrees with the rendered JSON for any attribute values:
+        /// control characters, quotes, backslashes, non-ASCII, negative times, empty lists.
+        #[test]
+        fn json_len_matches_rendering_for_any_event(
+            id in "\\PC{1,12}",
+            source in "[\u{0}-\u{7f}é中]{1,12}",
+            subject in proptest::option::of("[\u{0}-\u{20}\"\\\\a-z]{0,8}"),
+            time_ms in proptest::num::i64::ANY,
+            resource in proptest::collection::vec("\\PC{0,6}", 0..3),
+            tags in proptest::collection::btree_map("[a-z\"]{0,4}", "\\PC{0,4}", 0..3),
+            ext in proptest::option::of(proptest::prop_oneof![
+                proptest::strategy::Just("true".to_string()),
+                "-?[0-9]{1,5}",
+                "[a-z\\n]{0,5}".prop_map(|s| Value::from(s).to_string()),
+            ]),
+            data in proptest::option::of("[\u{0}-\u{7f}]{0,10}"),
+        ) {
+            let mut e = Event::new(id, source, "t");
+            e.subject = subject;
+            e.time_ms = time_ms;
+            e.resource = resource;
+            e.tags = tags;
+            if let Some(x) = ext {
+                e.extensions.insert("ext".into(), x);
+            }
+            if let Some(d) = data {
+                e.data = serde_json::to_vec(&serde_json::json!({"d": d, "n": [1, -2.5]})).unwrap();
+            }
+            proptest::prop_assert_eq!(
+                e.json_len(),
+                serde_json::to_vec(&e.to_json()).unwrap().len()
+            );
+        }
     }
 
     #[test]

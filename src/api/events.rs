@@ -271,10 +271,17 @@ pub async fn put_events(
     State(st): State<AppState>,
     caller: Caller,
     Path(set): Path<String>,
-    headers: HeaderMap,
-    RawBody(body): RawBody,
+    req: axum::extract::Request,
 ) -> ApiResult<Json<PutResponse>> {
     caller.require_put(&set)?;
+    // The headers are moved out, not cloned as the `HeaderMap` extractor would.
+    let (mut parts, body) = req.into_parts();
+    let headers = std::mem::take(&mut parts.headers);
+    let RawBody(body) = <RawBody as axum::extract::FromRequest<AppState>>::from_request(
+        axum::extract::Request::from_parts(parts, body),
+        &st,
+    )
+    .await?;
     let started = Instant::now();
     let (items, shape) = entries(&headers, &body)?;
     if items.is_empty() {

@@ -12,9 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{Method, StatusCode};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::watch;
 use utoipa::OpenApi;
@@ -29,6 +28,7 @@ pub mod body;
 pub mod error;
 pub mod events;
 pub mod metrics;
+mod observe;
 pub mod replays;
 pub mod rules;
 pub mod sets;
@@ -68,6 +68,8 @@ pub(crate) struct Inner {
     pub auth: auth::Auth,
     pub max_body_bytes: usize,
     pub metrics: metrics::ApiMetrics,
+    /// The generated OpenAPI document as JSON text, set once by [`router`].
+    pub openapi: std::sync::OnceLock<Arc<String>>,
     /// Flips to true when the server begins shutting down: long-lived responses (`tail`) end.
     pub shutdown: watch::Receiver<bool>,
     shutdown_tx: watch::Sender<bool>,
@@ -84,6 +86,7 @@ impl AppState {
                 auth: opts.auth,
                 max_body_bytes: opts.max_body_bytes,
                 metrics: metrics::ApiMetrics::default(),
+                openapi: std::sync::OnceLock::new(),
                 shutdown,
                 shutdown_tx,
             }),
@@ -180,23 +183,27 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 }
 
 /// The whole HTTP application over `state`.
+///
+/// Every layer here wraps each route separately (that is how `Router::layer` works), so they
+/// run on every put: they are kept to what each request needs. The request span is added only
+/// when debug logging is on for this module; at the default level it would be built and
+/// dropped for nothing.
 pub fn router(state: AppState) -> Router {
     let (routes, doc) = routes();
-    let doc = Arc::new(
-        doc.to_json()
-            .unwrap_or_else(|e| format!("{{\"error\":\"openapi: {e}\"}}")),
-    );
-    routes
-        .layer(axum::Extension(system::OpenApiJson(doc)))
+    let doc = doc
+        .to_json()
+        .unwrap_or_else(|e| format!("{{\"error\":\"openapi: {e}\"}}"));
+    let _ = state.inner.openapi.set(Arc::new(doc));
+    let app = routes
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
-        .layer(middleware::from_fn_with_state(state.clone(), observe))
-        .layer(DefaultBodyLimit::max(state.inner.max_body_bytes))
-        .layer(
+        .layer(observe::ObserveLayer(state.clone()))
+        .layer(DefaultBodyLimit::max(state.inner.max_body_bytes));
+    let app = if tracing::enabled!(tracing::Level::DEBUG) {
+        app.layer(
             tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &Request| {
                 // The path, not the URI: a query string may hold a pattern, never a token,
-                // but there is no need to log it. Debug level: at the default `info` the span
-                // is disabled and its fields are never computed (it was 2 % of a put).
+                // but there is no need to log it.
                 tracing::debug_span!(
                     "http",
                     method = %req.method(),
@@ -205,7 +212,10 @@ pub fn router(state: AppState) -> Router {
                 )
             }),
         )
-        .with_state(state)
+    } else {
+        app
+    };
+    app.with_state(state)
 }
 
 async fn no_route(method: Method, uri: axum::http::Uri) -> ApiError {
@@ -222,19 +232,6 @@ async fn wrong_method(method: Method, uri: axum::http::Uri) -> ApiError {
         codes::METHOD_NOT_ALLOWED,
         format!("{method} is not allowed on {}", uri.path()),
     )
-}
-
-/// Counts requests per route and status for `GET /metrics`.
-async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let method = req.method().clone();
-    let resp = next.run(req).await;
-    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    state
-        .inner
-        .metrics
-        .http_request(&method, route, resp.status().as_u16());
-    resp
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then stops accepting, ends

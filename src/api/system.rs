@@ -1,8 +1,5 @@
 //! `GET /healthz`, `GET /metrics`, `GET /v1/openapi.json`.
 
-use std::sync::Arc;
-
-use axum::Extension;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -10,10 +7,6 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiResult, ErrorBody};
-
-/// The generated OpenAPI document as JSON text (built once, with the router).
-#[derive(Debug, Clone)]
-pub struct OpenApiJson(pub Arc<String>);
 
 /// 200 once the server is up (the bus is open and delivery runs before it listens).
 #[utoipa::path(get, path = "/healthz", tag = "system", security(()),
@@ -42,10 +35,7 @@ pub async fn metrics(State(st): State<AppState>, _caller: Caller) -> ApiResult<R
 /// This API's OpenAPI 3 document, generated from the handlers.
 #[utoipa::path(get, path = "/v1/openapi.json", tag = "system", security(()),
     responses((status = 200, description = "OpenAPI 3 document", content_type = "application/json", body = Object)))]
-pub async fn openapi(Extension(doc): Extension<OpenApiJson>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        doc.0.as_str().to_owned(),
-    )
-        .into_response()
+pub async fn openapi(State(st): State<AppState>) -> Response {
+    let doc = st.inner.openapi.get().map_or("{}", |d| d.as_str());
+    ([(header::CONTENT_TYPE, "application/json")], doc.to_owned()).into_response()
 }
