@@ -13,13 +13,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::catalog::{Catalog, CatalogLimits, EventSetMeta, SetKind};
 use crate::config::PersistPolicy;
 use crate::error::{Error, RejectKind, Result};
-use crate::event::{Event, EventLimits, cloud_event_type_parts, is_cloud_source, parse_event};
+use crate::event::{Event, EventInput, EventLimits, cloud_event_type_parts, is_cloud_source};
 use crate::store::{EventLog, LogOptions, LogReader, LogStats};
 
 pub use crate::catalog::DEFAULT_SET;
@@ -472,10 +471,10 @@ impl EventBus {
     /// entries; each gets its own result, and accepted ones are durable (per the persist
     /// policy) when this returns. Only [`Producer::Cloud`] may write to `default`, and only
     /// cloud-service events; custom sets refuse events claiming a `*.cloud.tencent` source.
-    pub async fn put_events(
+    pub async fn put_events<T: EventInput>(
         &self,
         set_name: &str,
-        entries: &[Value],
+        entries: &[T],
         producer: Producer,
     ) -> Result<PutOutcome> {
         let set = self.set(set_name)?;
@@ -494,7 +493,8 @@ impl EventBus {
         let mut slots = Vec::new(); // result index of each event to append
         for (i, value) in entries.iter().enumerate() {
             let path = format!("$[{i}]");
-            match parse_event(value, &path, now, &self.config.event_limits)
+            match value
+                .parse(&path, now, &self.config.event_limits)
                 .and_then(|e| check_set_rules(&e, cloud_set, &path).map(|()| e))
             {
                 Ok(e) => {

@@ -31,6 +31,7 @@ use super::body::{RawBody, page_limit, query_params};
 use super::error::{ApiError, ApiResult, ErrorBody, ErrorDetail, codes};
 use super::{AppState, blocking};
 use crate::bus::PutEntry;
+use crate::event::RawEntry;
 use crate::pattern::Pattern;
 use crate::store::ReadOutcome;
 
@@ -65,12 +66,70 @@ fn is_json_media(m: &str) -> bool {
     m == "application/json" || m == "text/json" || m.ends_with("+json")
 }
 
+/// The entries of a put request.
+#[derive(Debug)]
+enum Entries<'a> {
+    /// Event objects (or other values, which are refused per entry) as JSON trees.
+    Values(Vec<Value>),
+    /// Event objects read with their `data` kept as raw text: the common case.
+    Raw(Vec<RawEntry<'a>>),
+}
+
+impl Entries<'_> {
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Entries::Values(v) => v.len(),
+            Entries::Raw(v) => v.len(),
+        }
+    }
+}
+
 /// Splits a put request into entries (each a JSON object for [`crate::event::parse_event`]).
-fn entries(headers: &HeaderMap, body: &[u8]) -> ApiResult<(Vec<Value>, Shape)> {
+fn entries<'a>(headers: &HeaderMap, body: &'a [u8]) -> ApiResult<(Entries<'a>, Shape)> {
     if headers.contains_key("ce-specversion") {
-        return Ok((vec![binary_event(headers, body)?], Shape::Binary));
+        return Ok((
+            Entries::Values(vec![binary_event(headers, body)?]),
+            Shape::Binary,
+        ));
     }
     let media = media_type(headers);
+    if let Some((raw, shape)) = raw_entries(media.as_deref(), body) {
+        return Ok((Entries::Raw(raw), shape));
+    }
+    value_entries(media, body).map(|(v, shape)| (Entries::Values(v), shape))
+}
+
+/// The common put, read without building `data` into a tree: JSON text of one event object
+/// or an array of event objects. `None` for anything else (PutEvents, a non-object in an
+/// array, malformed JSON, other media types), which [`value_entries`] reads and reports on.
+fn raw_entries<'a>(media: Option<&str>, body: &'a [u8]) -> Option<(Vec<RawEntry<'a>>, Shape)> {
+    let (object, array, general) = match media {
+        Some("application/cloudevents+json") => (true, false, false),
+        Some("application/cloudevents-batch+json") => (false, true, false),
+        None | Some("application/x-www-form-urlencoded") => (true, true, true),
+        Some(m) if is_json_media(m) => (true, true, true),
+        Some(_) => return None,
+    };
+    match body.iter().find(|b| !b.is_ascii_whitespace())? {
+        b'{' if object => {
+            let entry: RawEntry = serde_json::from_slice(body).ok()?;
+            // In general JSON an object with `EventList` is a PutEvents request.
+            (!(general && entry.has("EventList"))).then(|| (vec![entry], Shape::Single))
+        }
+        b'[' if array => {
+            let entries: Vec<RawEntry> = serde_json::from_slice(body).ok()?;
+            Some((entries, Shape::Array))
+        }
+        _ => None,
+    }
+}
+
+/// Splits a put request that is not in binary mode into JSON values.
+fn value_entries(media: Option<String>, body: &[u8]) -> ApiResult<(Vec<Value>, Shape)> {
     let parsed = || super::body::parse_value(body);
     match media.as_deref() {
         Some("application/cloudevents+json") => match parsed()? {
@@ -291,11 +350,11 @@ pub async fn put_events(
             "no events in the request",
         ));
     }
-    let outcome = st
-        .inner
-        .bus
-        .put_events(&set, &items, caller.producer())
-        .await?;
+    let bus = &st.inner.bus;
+    let outcome = match &items {
+        Entries::Values(items) => bus.put_events(&set, items, caller.producer()).await?,
+        Entries::Raw(items) => bus.put_events(&set, items, caller.producer()).await?,
+    };
     let mut duplicates = 0;
     let entries: Vec<PutEntryView> = outcome
         .entries
@@ -582,6 +641,9 @@ mod tests {
         h.insert("content-type", HeaderValue::from_static("application/json"));
         let (items, shape) = entries(&h, br#"{"total":3}"#).unwrap();
         assert_eq!(shape, Shape::Binary);
+        let Entries::Values(items) = items else {
+            panic!("binary mode builds a value");
+        };
         assert_eq!(
             items[0],
             json!({"specversion":"1.0","type":"order.created","source":"shop eu",
@@ -595,9 +657,15 @@ mod tests {
         let mut h = HeaderMap::new();
         let (items, shape) = entries(&h, br#"[{"a":1},{"b":2}]"#).unwrap();
         assert_eq!((items.len(), shape), (2, Shape::Array));
+        assert!(matches!(items, Entries::Raw(_)), "objects are read raw");
+        // A non-object element is refused per entry: the array is read as values.
+        let (items, shape) = entries(&h, br#"[{"a":1},2]"#).unwrap();
+        assert_eq!((items.len(), shape), (2, Shape::Array));
+        assert!(matches!(items, Entries::Values(_)));
         let (items, shape) =
             entries(&h, br#"{"EventList":[{"Source":"s"}],"EventBusId":"x"}"#).unwrap();
         assert_eq!((items.len(), shape), (1, Shape::EventList));
+        assert!(matches!(items, Entries::Values(_)));
         let e = entries(&h, br#"{"EventList":{}}"#).unwrap_err();
         assert_eq!(e.path.as_deref(), Some("$.EventList"));
         h.insert(
