@@ -98,12 +98,28 @@ pub struct Config {
     /// How long a graceful shutdown waits for requests and deliveries in flight, in ms.
     /// Default = 10000.
     pub shutdown_timeout_ms: u64,
+    /// Threads of the async runtime (HTTP and delivery). 0 = one fewer than the CPUs, at
+    /// least one: the log's writer thread is busy on every acknowledged put and does better
+    /// with a core of its own. Default = 0.
+    pub worker_threads: usize,
     /// Bearer tokens.
     pub auth: AuthConfig,
     /// Catalog quotas.
     pub limits: crate::catalog::CatalogLimits,
     /// Delivery engine tuning.
     pub delivery: DeliveryConfig,
+}
+
+impl Config {
+    /// The runtime's thread count for `worker_threads` (0 = automatic).
+    pub fn runtime_threads(&self) -> usize {
+        match self.worker_threads {
+            0 => std::thread::available_parallelism()
+                .map_or(1, |n| n.get().saturating_sub(1))
+                .max(1),
+            n => n,
+        }
+    }
 }
 
 impl Default for Config {
@@ -117,6 +133,7 @@ impl Default for Config {
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
             log_format: LogFormat::Text,
             shutdown_timeout_ms: DEFAULT_SHUTDOWN_TIMEOUT_MS,
+            worker_threads: 0,
             auth: AuthConfig::default(),
             limits: crate::catalog::CatalogLimits::default(),
             delivery: DeliveryConfig::default(),

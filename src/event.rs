@@ -977,9 +977,25 @@ mod tests {
     /// write, whitespace, and objects whose keys repeat (also spelled differently).
     fn data_text() -> impl proptest::strategy::Strategy<Value = String> {
         let leaf = proptest::sample::select(vec![
-            "1", "-0", "1.50", "1E5", "1e5", "1e+5", "2.5e-3", "true", "false", "null",
-            "\"a\"", "\"\\u00e9\"", "\"\\/\"", "\"\\n\\\"\\\\\"", "\"é\u{2028}\"",
-            "\"\\u001f\"", "\"\\uD83D\\uDE00\"", "\"e1\"", "\"E\"",
+            "1",
+            "-0",
+            "1.50",
+            "1E5",
+            "1e5",
+            "1e+5",
+            "2.5e-3",
+            "true",
+            "false",
+            "null",
+            "\"a\"",
+            "\"\\u00e9\"",
+            "\"\\/\"",
+            "\"\\n\\\"\\\\\"",
+            "\"é\u{2028}\"",
+            "\"\\u001f\"",
+            "\"\\uD83D\\uDE00\"",
+            "\"e1\"",
+            "\"E\"",
         ])
         .prop_map(str::to_string);
         let sep = || proptest::sample::select(vec!["", " ", "\n\t", "\r\n "]);
@@ -990,7 +1006,10 @@ mod tests {
                 }),
                 (
                     proptest::collection::vec(
-                        (proptest::sample::select(vec!["a", "b", "\\u0061", "x\\\"y", "é"]), inner),
+                        (
+                            proptest::sample::select(vec!["a", "b", "\\u0061", "x\\\"y", "é"]),
+                            inner
+                        ),
                         0..4,
                     ),
                     sep(),

@@ -55,6 +55,10 @@ pub struct ServeArgs {
     /// Log format `text` or `json` (also the global `--log-json`). Default = text.
     #[arg(long, env = "EVENTBUS_LOG_FORMAT", value_parser = parse_log_format)]
     pub log_format: Option<LogFormat>,
+    /// Threads for HTTP and delivery. Default = 0: one fewer than the CPUs (at least one), as
+    /// the log's writer thread wants a core of its own.
+    #[arg(long, env = "EVENTBUS_WORKER_THREADS")]
+    pub worker_threads: Option<usize>,
 }
 
 fn parse_log_format(s: &str) -> Result<LogFormat, String> {
@@ -86,6 +90,9 @@ pub fn resolve_config(args: &ServeArgs, log_json: bool) -> anyhow::Result<Config
     if let Some(f) = args.log_format {
         cfg.log_format = f;
     }
+    if let Some(n) = args.worker_threads {
+        cfg.worker_threads = n;
+    }
     if log_json {
         cfg.log_format = LogFormat::Json;
     }
@@ -113,6 +120,7 @@ pub fn run(args: ServeArgs, log_json: bool) -> anyhow::Result<ExitCode> {
     super::init_tracing(cfg.log_format == LogFormat::Json);
     let auth = Auth::new(&cfg.auth.tokens).context("in [auth]")?;
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cfg.runtime_threads())
         .enable_all()
         .build()?;
     rt.block_on(serve(cfg, auth))
@@ -260,6 +268,7 @@ mod tests {
             persist: None,
             max_body_bytes: None,
             log_format: None,
+            worker_threads: None,
         };
         let cfg = resolve_config(&args, false).unwrap();
         assert_eq!(cfg.listen, "127.0.0.1:7000");
