@@ -471,12 +471,16 @@ impl EventBus {
     /// entries; each gets its own result, and accepted ones are durable (per the persist
     /// policy) when this returns. Only [`Producer::Cloud`] may write to `default`, and only
     /// cloud-service events; custom sets refuse events claiming a `*.cloud.tencent` source.
-    pub async fn put_events<T: EventInput>(
+    pub async fn put_events<I>(
         &self,
         set_name: &str,
-        entries: &[T],
+        entries: I,
         producer: Producer,
-    ) -> Result<PutOutcome> {
+    ) -> Result<PutOutcome>
+    where
+        I: IntoIterator,
+        I::Item: EventInput,
+    {
         let set = self.set(set_name)?;
         let cloud_set = set.cloud;
         if cloud_set && producer != Producer::Cloud {
@@ -488,13 +492,14 @@ impl EventBus {
             ));
         }
         let now = now_ms();
-        let mut results: Vec<Option<PutEntry>> = Vec::with_capacity(entries.len());
+        let entries = entries.into_iter();
+        let mut results: Vec<Option<PutEntry>> = Vec::with_capacity(entries.size_hint().0);
         let mut events = Vec::new();
         let mut slots = Vec::new(); // result index of each event to append
-        for (i, value) in entries.iter().enumerate() {
+        for (i, value) in entries.enumerate() {
             let path = format!("$[{i}]");
             match value
-                .parse(&path, now, &self.config.event_limits)
+                .into_event(&path, now, &self.config.event_limits)
                 .and_then(|e| check_set_rules(&e, cloud_set, &path).map(|()| e))
             {
                 Ok(e) => {

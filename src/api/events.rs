@@ -31,7 +31,7 @@ use super::body::{RawBody, page_limit, query_params};
 use super::error::{ApiError, ApiResult, ErrorBody, ErrorDetail, codes};
 use super::{AppState, blocking};
 use crate::bus::PutEntry;
-use crate::event::RawEntry;
+use crate::event::TypedEntry;
 use crate::pattern::Pattern;
 use crate::store::ReadOutcome;
 
@@ -68,14 +68,14 @@ fn is_json_media(m: &str) -> bool {
 
 /// The entries of a put request.
 #[derive(Debug)]
-enum Entries<'a> {
+enum Entries {
     /// Event objects (or other values, which are refused per entry) as JSON trees.
     Values(Vec<Value>),
-    /// Event objects read with their `data` kept as raw text: the common case.
-    Raw(Vec<RawEntry<'a>>),
+    /// Event objects read straight into events: the common case.
+    Typed(Vec<TypedEntry>),
 }
 
-impl Entries<'_> {
+impl Entries {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -83,13 +83,13 @@ impl Entries<'_> {
     fn len(&self) -> usize {
         match self {
             Entries::Values(v) => v.len(),
-            Entries::Raw(v) => v.len(),
+            Entries::Typed(v) => v.len(),
         }
     }
 }
 
 /// Splits a put request into entries (each a JSON object for [`crate::event::parse_event`]).
-fn entries<'a>(headers: &HeaderMap, body: &'a [u8]) -> ApiResult<(Entries<'a>, Shape)> {
+fn entries(headers: &HeaderMap, body: &[u8]) -> ApiResult<(Entries, Shape)> {
     if headers.contains_key("ce-specversion") {
         return Ok((
             Entries::Values(vec![binary_event(headers, body)?]),
@@ -97,33 +97,27 @@ fn entries<'a>(headers: &HeaderMap, body: &'a [u8]) -> ApiResult<(Entries<'a>, S
         ));
     }
     let media = media_type(headers);
-    if let Some((raw, shape)) = raw_entries(media.as_deref(), body) {
-        return Ok((Entries::Raw(raw), shape));
+    if let Some((typed, shape)) = typed_entries(media.as_deref(), body) {
+        return Ok((Entries::Typed(typed), shape));
     }
     value_entries(media, body).map(|(v, shape)| (Entries::Values(v), shape))
 }
 
-/// The common put, read without building `data` into a tree: JSON text of one event object
-/// or an array of event objects. `None` for anything else (PutEvents, a non-object in an
-/// array, malformed JSON, other media types), which [`value_entries`] reads and reports on.
-fn raw_entries<'a>(media: Option<&str>, body: &'a [u8]) -> Option<(Vec<RawEntry<'a>>, Shape)> {
-    let (object, array, general) = match media {
-        Some("application/cloudevents+json") => (true, false, false),
-        Some("application/cloudevents-batch+json") => (false, true, false),
-        None | Some("application/x-www-form-urlencoded") => (true, true, true),
-        Some(m) if is_json_media(m) => (true, true, true),
+/// The common put, read straight into events ([`TypedEntry`]): JSON text of one plain event
+/// object or an array of them. `None` for anything else (PutEvents, a refused or unusual
+/// entry, malformed JSON, other media types), which [`value_entries`] reads and answers.
+fn typed_entries(media: Option<&str>, body: &[u8]) -> Option<(Vec<TypedEntry>, Shape)> {
+    let (object, array) = match media {
+        Some("application/cloudevents+json") => (true, false),
+        Some("application/cloudevents-batch+json") => (false, true),
+        None | Some("application/x-www-form-urlencoded") => (true, true),
+        Some(m) if is_json_media(m) => (true, true),
         Some(_) => return None,
     };
     match body.iter().find(|b| !b.is_ascii_whitespace())? {
-        b'{' if object => {
-            let entry: RawEntry = serde_json::from_slice(body).ok()?;
-            // In general JSON an object with `EventList` is a PutEvents request.
-            (!(general && entry.has("EventList"))).then(|| (vec![entry], Shape::Single))
-        }
-        b'[' if array => {
-            let entries: Vec<RawEntry> = serde_json::from_slice(body).ok()?;
-            Some((entries, Shape::Array))
-        }
+        // An object with `EventList` (PutEvents) is not a plain event: it fails here.
+        b'{' if object => Some((vec![serde_json::from_slice(body).ok()?], Shape::Single)),
+        b'[' if array => Some((serde_json::from_slice(body).ok()?, Shape::Array)),
         _ => None,
     }
 }
@@ -351,9 +345,9 @@ pub async fn put_events(
         ));
     }
     let bus = &st.inner.bus;
-    let outcome = match &items {
+    let outcome = match items {
         Entries::Values(items) => bus.put_events(&set, items, caller.producer()).await?,
-        Entries::Raw(items) => bus.put_events(&set, items, caller.producer()).await?,
+        Entries::Typed(items) => bus.put_events(&set, items, caller.producer()).await?,
     };
     let mut duplicates = 0;
     let entries: Vec<PutEntryView> = outcome
@@ -657,7 +651,18 @@ mod tests {
         let mut h = HeaderMap::new();
         let (items, shape) = entries(&h, br#"[{"a":1},{"b":2}]"#).unwrap();
         assert_eq!((items.len(), shape), (2, Shape::Array));
-        assert!(matches!(items, Entries::Raw(_)), "objects are read raw");
+        assert!(
+            matches!(items, Entries::Values(_)),
+            "invalid events: the slow path"
+        );
+        let plain = br#"[{"specversion":"1.0","source":"app","type":"t","data":{"k":1}},
+            {"specversion":"1.0","id":"x","source":"app","type":"t","time":5}]"#;
+        let (items, shape) = entries(&h, plain).unwrap();
+        assert_eq!((items.len(), shape), (2, Shape::Array));
+        assert!(
+            matches!(items, Entries::Typed(_)),
+            "plain events take the fast path"
+        );
         // A non-object element is refused per entry: the array is read as values.
         let (items, shape) = entries(&h, br#"[{"a":1},2]"#).unwrap();
         assert_eq!((items.len(), shape), (2, Shape::Array));
