@@ -189,8 +189,10 @@ fn compact_data(raw: &serde_json::value::RawValue) -> Result<Vec<u8>> {
 /// left to the slow path rather than compared pairwise.
 pub(super) fn is_canonical_json(text: &[u8]) -> bool {
     const MAX_KEYS: usize = 64;
-    // Per open container: `Some(keys seen, expecting a key)` for objects, `None` for arrays.
-    let mut stack: Vec<Option<(Vec<&[u8]>, bool)>> = Vec::new();
+    /// An open object: the keys seen so far, and whether a key comes next.
+    type Object<'t> = (Vec<&'t [u8]>, bool);
+    // Per open container: `Some` for objects, `None` for arrays.
+    let mut stack: Vec<Option<Object>> = Vec::new();
     let mut i = 0;
     while i < text.len() {
         match text[i] {
