@@ -69,7 +69,7 @@ pub(crate) struct Inner {
     pub max_body_bytes: usize,
     pub metrics: metrics::ApiMetrics,
     /// The generated OpenAPI document as JSON text, set once by [`router`].
-    pub openapi: std::sync::OnceLock<Arc<String>>,
+    pub openapi: std::sync::OnceLock<String>,
     /// Flips to true when the server begins shutting down: long-lived responses (`tail`) end.
     pub shutdown: watch::Receiver<bool>,
     shutdown_tx: watch::Sender<bool>,
@@ -193,7 +193,7 @@ pub fn router(state: AppState) -> Router {
     let doc = doc
         .to_json()
         .unwrap_or_else(|e| format!("{{\"error\":\"openapi: {e}\"}}"));
-    let _ = state.inner.openapi.set(Arc::new(doc));
+    let _ = state.inner.openapi.set(doc);
     let app = routes
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)

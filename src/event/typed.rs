@@ -16,8 +16,8 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::{
-    Event, EventInput, EventLimits, SPEC_VERSION, check_size, is_extension_name,
-    is_json_content_type, parse_time,
+    CLOUD_EVENT_ATTRIBUTES, Event, EventInput, EventLimits, SPEC_VERSION, check_size,
+    is_extension_name, is_json_content_type, parse_time,
 };
 use crate::error::{Error, Result};
 
@@ -55,25 +55,11 @@ impl<'de> Deserialize<'de> for TypedEntry {
 
 struct EntryVisitor;
 
-/// The attributes, by bit in the set of those seen (a repeated one sends the event to the
-/// slow path, which keeps the last value as a JSON map does).
-const ATTRIBUTES: [&str; 12] = [
-    "specversion",
-    "id",
-    "source",
-    "type",
-    "subject",
-    "time",
-    "region",
-    "resource",
-    "datacontenttype",
-    "tags",
-    "status",
-    "data",
-];
-
+/// The bit of an attribute (its place in [`CLOUD_EVENT_ATTRIBUTES`]) in the set of those
+/// seen; 0 for an extension. A repeated attribute sends the event to the slow path, which keeps
+/// the last value as a JSON map does.
 fn bit(name: &str) -> u16 {
-    ATTRIBUTES
+    CLOUD_EVENT_ATTRIBUTES
         .iter()
         .position(|a| *a == name)
         .map_or(0, |i| 1 << i)
@@ -111,13 +97,8 @@ impl<'de> Visitor<'de> for EntryVisitor {
                 "subject" => ev.subject = Some(map.next_value()?),
                 "region" => ev.region = Some(map.next_value()?),
                 "status" => ev.status = Some(map.next_value()?),
-                "time" => {
-                    let v: Value = map.next_value()?;
-                    if v.is_null() {
-                        return Err(aside());
-                    }
-                    ev.time_ms = parse_time(&v).map_err(|_| aside())?;
-                }
+                // `null` is not a time either: the slow path takes it as absent.
+                "time" => ev.time_ms = parse_time(&map.next_value()?).map_err(|_| aside())?,
                 "resource" => ev.resource = map.next_value()?,
                 "datacontenttype" => {
                     let ct: String = map.next_value()?;
@@ -138,7 +119,7 @@ impl<'de> Visitor<'de> for EntryVisitor {
                     // Extensions: lowercase names with a scalar value. Anything else here
                     // (`data_base64`, PutEvents' `Source`, `EventList`, a bad name) is
                     // answered by the slow path.
-                    if !is_extension_name(name) || name == "data_base64" {
+                    if b != 0 || !is_extension_name(name) {
                         return Err(aside());
                     }
                     let v: Value = map.next_value()?;
