@@ -616,13 +616,22 @@ impl EventBus {
         Ok(PutOutcome { entries, failed })
     }
 
-    /// The writer's counters and the fdatasync latency distribution of `set`'s log.
+    /// The log's stats, the writer's counters and the fdatasync latency distribution of
+    /// `set`'s log, from one lookup of the open log.
     pub fn log_metrics(
         &self,
         set: &str,
-    ) -> Result<(crate::store::WriterStats, crate::metrics::HistogramSnapshot)> {
+    ) -> Result<(
+        LogStats,
+        crate::store::WriterStats,
+        crate::metrics::HistogramSnapshot,
+    )> {
         let set = self.set(set)?;
-        Ok((set.log.writer_stats(), set.log.fsync_latency()))
+        Ok((
+            set.log.stats(),
+            set.log.writer_stats(),
+            set.log.fsync_latency(),
+        ))
     }
 
     /// A reader over `set` from `offset`.

@@ -109,11 +109,12 @@ impl std::fmt::Debug for Snapshot {
 /// Renders the Prometheus text for the current state.
 pub async fn render(st: &AppState) -> ApiResult<String> {
     let sets = blocking(st, |bus| {
-        bus.list_sets()?
+        bus.catalog()
+            .list_sets()?
             .into_iter()
-            .map(|info| {
-                let (writer, fsync) = bus.log_metrics(&info.meta.name)?;
-                Ok((info.meta.name, info.stats, writer, fsync))
+            .map(|meta| {
+                let (stats, writer, fsync) = bus.log_metrics(&meta.name)?;
+                Ok((meta.name, stats, writer, fsync))
             })
             .collect::<crate::Result<Vec<_>>>()
     })
