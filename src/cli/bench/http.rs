@@ -7,9 +7,9 @@
 //! and NATS). It creates the event set `bench`, then P producers, each with its own HTTP/1.1
 //! keep-alive connection, loop: POST `/v1/event-sets/bench/events`, wait for the 200, next.
 //! `--mode http` sends one CloudEvent object per request, `--mode http-batch` a JSON array of
-//! `--batch` events. Latencies are per request. The client is a bare hyper HTTP/1 connection
-//! per producer on a 2-worker runtime, so that on a small machine it takes as little CPU as
-//! possible away from the server it measures.
+//! `--batch` events. Latencies are per request. The client is a bare HTTP/1.1 writer and
+//! reader per producer ([`Conn`], in the style of wrk) on a 2-worker runtime, so that on a small
+//! machine it takes as little CPU as possible away from the server it measures.
 //!
 //! The child is stopped (SIGTERM, SIGKILL after 10 s) and its directory removed at the end,
 //! also when the run fails; `PR_SET_PDEATHSIG` stops it if the bench itself is killed.
@@ -25,13 +25,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use axum::body::Bytes;
+use axum::http::{Method, StatusCode};
 use hdrhistogram::Histogram;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper::client::conn::http1::SendRequest;
-use hyper::header::{CONTENT_TYPE, HOST, HeaderValue};
-use hyper::{Method, Request, StatusCode, Uri};
-use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::Barrier;
@@ -224,9 +220,7 @@ struct LogFigures {
 async fn log_figures(addr: SocketAddr) -> Option<LogFigures> {
     let text = async {
         let mut conn = Conn::open(addr).await?;
-        let (status, body) = conn
-            .send(Method::GET, Uri::from_static("/metrics"), Bytes::new())
-            .await?;
+        let (status, body) = conn.send(Method::GET, "/metrics", &[]).await?;
         if status != StatusCode::OK {
             bail!("HTTP {status}");
         }
@@ -482,7 +476,7 @@ impl BodyTemplate {
     }
 
     /// The body whose events have ids `bench-{first:012}`, `bench-{first+1:012}`, ….
-    fn render(&mut self, first: u64) -> Bytes {
+    fn render(&mut self, first: u64) -> &[u8] {
         for (k, &at) in self.digits.iter().enumerate() {
             let mut n = first + k as u64;
             for d in self.bytes[at..at + 12].iter_mut().rev() {
@@ -490,34 +484,40 @@ impl BodyTemplate {
                 n /= 10;
             }
         }
-        Bytes::copy_from_slice(&self.bytes)
+        &self.bytes
     }
 }
 
-/// One producer's HTTP/1.1 connection.
+/// One producer's HTTP/1.1 keep-alive connection: a bare request writer and response reader
+/// in the producer's own task, as load generators such as wrk do. Each request is one
+/// `write` of head and body from a reused buffer; each response is read until its
+/// `Content-Length` is complete. No connection task, channel or header map per request, so the
+/// load generator takes as little CPU as possible from the server on the same machine.
 struct Conn {
-    sender: SendRequest<Full<Bytes>>,
-    host: HeaderValue,
+    stream: tokio::net::TcpStream,
+    /// `Host` header value.
+    host: String,
+    /// The request being written (head, then body).
+    out: Vec<u8>,
+    /// Bytes read from the socket and not yet consumed.
+    buf: Vec<u8>,
 }
 
+/// Longest response head the client accepts.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+
 impl Conn {
-    /// Connects to `addr` (TCP_NODELAY: requests are small and each waits for its answer) and
-    /// runs the connection's I/O as a task of the current runtime.
+    /// Connects to `addr` (TCP_NODELAY: requests are small and each waits for its answer).
     async fn open(addr: SocketAddr) -> anyhow::Result<Self> {
         let stream = tokio::net::TcpStream::connect(addr)
             .await
             .with_context(|| format!("connecting to {addr}"))?;
         stream.set_nodelay(true)?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(async move {
-            // Errors surface on the request that was in flight; here they are only noted.
-            if let Err(e) = conn.await {
-                tracing::debug!("bench connection closed: {e}");
-            }
-        });
         Ok(Conn {
-            sender,
-            host: HeaderValue::from_str(&addr.to_string())?,
+            stream,
+            host: addr.to_string(),
+            out: Vec::with_capacity(4096),
+            buf: Vec::with_capacity(4096),
         })
     }
 
@@ -525,27 +525,65 @@ impl Conn {
     async fn send(
         &mut self,
         method: Method,
-        uri: Uri,
-        body: Bytes,
+        path: &str,
+        body: &[u8],
     ) -> anyhow::Result<(StatusCode, Bytes)> {
-        self.sender
-            .ready()
-            .await
-            .context("connection to the server")?;
-        let req = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header(HOST, self.host.clone())
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .body(Full::new(body))?;
-        let resp = self
-            .sender
-            .send_request(req)
+        use std::io::Write as _;
+        use tokio::io::AsyncWriteExt as _;
+        self.out.clear();
+        write!(
+            self.out,
+            "{method} {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\n\r\n",
+            self.host,
+            body.len()
+        )?;
+        self.out.extend_from_slice(body);
+        self.stream
+            .write_all(&self.out)
             .await
             .context("request to the server")?;
-        let status = resp.status();
-        let body = resp.into_body().collect().await?.to_bytes();
+        self.read_response()
+            .await
+            .context("response from the server")
+    }
+
+    /// Reads one response: the head (parsed by httparse), then `Content-Length` bytes of body.
+    async fn read_response(&mut self) -> anyhow::Result<(StatusCode, Bytes)> {
+        let (status, head_len, body_len) = loop {
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut resp = httparse::Response::new(&mut headers);
+            if let httparse::Status::Complete(n) = resp.parse(&self.buf)? {
+                let status = StatusCode::from_u16(resp.code.context("no status code")?)?;
+                let length = resp
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .context("the response has no Content-Length (the bench client needs one)")?;
+                let length: usize = std::str::from_utf8(length.value)?.trim().parse()?;
+                break (status, n, length);
+            }
+            if self.buf.len() > MAX_HEAD_BYTES {
+                bail!("response head longer than {MAX_HEAD_BYTES} bytes");
+            }
+            self.fill().await?;
+        };
+        while self.buf.len() < head_len + body_len {
+            self.fill().await?;
+        }
+        let body = Bytes::copy_from_slice(&self.buf[head_len..head_len + body_len]);
+        self.buf.drain(..head_len + body_len);
         Ok((status, body))
+    }
+
+    /// Reads more bytes into `buf`; an error when the server closed the connection.
+    async fn fill(&mut self) -> anyhow::Result<()> {
+        use tokio::io::AsyncReadExt as _;
+        self.buf.reserve(4096);
+        if self.stream.read_buf(&mut self.buf).await? == 0 {
+            bail!("the server closed the connection");
+        }
+        Ok(())
     }
 }
 
@@ -558,13 +596,7 @@ async fn create_set(addr: SocketAddr, dedup_window_ms: Option<u64>) -> anyhow::R
         body["dedup_window_ms"] = ms.into();
     }
     let body = serde_json::to_vec(&body)?;
-    let (status, resp) = conn
-        .send(
-            Method::POST,
-            Uri::from_static("/v1/event-sets"),
-            body.into(),
-        )
-        .await?;
+    let (status, resp) = conn.send(Method::POST, "/v1/event-sets", &body).await?;
     if status != StatusCode::CREATED {
         bail!(
             "creating the event set `{SET}`: HTTP {status}: {}",
@@ -715,7 +747,7 @@ struct LoadResult {
 /// Runs the plan against the server at `addr`: warm-up, then the counted requests, with the
 /// clock and the CPU marks taken when every producer has finished its warm-up.
 async fn load(addr: SocketAddr, plan: Plan, server_pid: Option<u32>) -> anyhow::Result<LoadResult> {
-    let uri: Uri = format!("/v1/event-sets/{SET}/events").parse()?;
+    let uri = format!("/v1/event-sets/{SET}/events");
     let template = BodyTemplate::new(plan.payload_bytes, plan.batch, plan.array)?;
     let body_bytes = template.bytes.len();
     let payload_bytes =
@@ -739,7 +771,7 @@ async fn load(addr: SocketAddr, plan: Plan, server_pid: Option<u32>) -> anyhow::
             let mut step = async |i: u64, out: &mut Outcome| {
                 let body = body.render((start + i) * plan.batch as u64);
                 let t = Instant::now();
-                let (status, resp) = conn.send(Method::POST, uri.clone(), body).await?;
+                let (status, resp) = conn.send(Method::POST, &uri, body).await?;
                 let us = t.elapsed().as_micros().max(1) as u64;
                 out.add_reply(check_reply(status, &resp, plan.batch));
                 anyhow::Ok(us)
@@ -853,6 +885,94 @@ mod tests {
         let v: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["id"], "bench-000000000042");
         assert!(BodyTemplate::new(512, 2, false).is_err());
+    }
+
+    /// A scripted server: accepts one connection, reads `requests` requests (by their
+    /// Content-Length), and after each writes the next of `replies` in the given pieces.
+    async fn scripted(
+        replies: Vec<Vec<&'static [u8]>>,
+    ) -> (SocketAddr, tokio::task::JoinHandle<Vec<Vec<u8>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut seen = Vec::new();
+            let mut buf = Vec::new();
+            for pieces in replies {
+                let len = loop {
+                    let mut headers = [httparse::EMPTY_HEADER; 16];
+                    let mut req = httparse::Request::new(&mut headers);
+                    if let Ok(httparse::Status::Complete(n)) = req.parse(&buf) {
+                        let cl = req
+                            .headers
+                            .iter()
+                            .find(|h| h.name == "content-length")
+                            .unwrap();
+                        let cl: usize = std::str::from_utf8(cl.value).unwrap().parse().unwrap();
+                        if buf.len() >= n + cl {
+                            break n + cl;
+                        }
+                    }
+                    assert!(s.read_buf(&mut buf).await.unwrap() > 0);
+                };
+                seen.push(buf.drain(..len).collect());
+                for p in pieces {
+                    s.write_all(p).await.unwrap();
+                    s.flush().await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+            seen
+        });
+        (addr, task)
+    }
+
+    #[tokio::test]
+    async fn conn_reads_responses_split_across_reads_and_keeps_the_connection() {
+        let (addr, server) = scripted(vec![
+            vec![
+                b"HTTP/1.1 200 OK\r\ncontent-le",
+                b"ngth: 5\r\n\r\nhel",
+                b"lo",
+            ],
+            vec![b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\nx-a: b\r\n\r\n{}"],
+        ])
+        .await;
+        let mut conn = Conn::open(addr).await.unwrap();
+        let (status, body) = conn.send(Method::POST, "/a", b"[1,2]").await.unwrap();
+        assert_eq!((status, &body[..]), (StatusCode::OK, &b"hello"[..]));
+        let (status, body) = conn.send(Method::GET, "/b", b"").await.unwrap();
+        assert_eq!((status, &body[..]), (StatusCode::NOT_FOUND, &b"{}"[..]));
+        let seen = server.await.unwrap();
+        let first = String::from_utf8(seen[0].clone()).unwrap();
+        assert!(first.starts_with("POST /a HTTP/1.1\r\n"), "{first}");
+        assert!(
+            first.contains("\r\ncontent-type: application/json\r\n"),
+            "{first}"
+        );
+        assert!(first.ends_with("content-length: 5\r\n\r\n[1,2]"), "{first}");
+        assert!(String::from_utf8_lossy(&seen[1]).starts_with("GET /b HTTP/1.1\r\n"));
+    }
+
+    #[tokio::test]
+    async fn conn_refuses_a_response_without_length_and_a_closed_connection() {
+        let (addr, _server) = scripted(vec![vec![
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+        ]])
+        .await;
+        let mut conn = Conn::open(addr).await.unwrap();
+        let err = conn.send(Method::GET, "/", b"").await.unwrap_err();
+        assert!(format!("{err:#}").contains("Content-Length"), "{err:#}");
+        let (addr, server) = scripted(vec![vec![b"HTTP/1.1 200 OK\r\n"]]).await;
+        let mut conn = Conn::open(addr).await.unwrap();
+        let send = conn.send(Method::GET, "/", b"");
+        let (res, _) = tokio::join!(send, server);
+        let err = res.unwrap_err();
+        assert!(
+            format!("{err:#}").contains("closed the connection"),
+            "{err:#}"
+        );
     }
 
     #[test]
