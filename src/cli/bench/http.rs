@@ -866,7 +866,7 @@ mod tests {
     fn batch_body_is_an_array_of_events_of_the_requested_size_with_fresh_ids() {
         let mut t = BodyTemplate::new(1024, 10, true).unwrap();
         for first in [0, 10, 999_999_999_990] {
-            let v: Value = serde_json::from_slice(&t.render(first)).unwrap();
+            let v: Value = serde_json::from_slice(t.render(first)).unwrap();
             let events = v.as_array().unwrap();
             assert_eq!(events.len(), 10);
             for (k, e) in events.iter().enumerate() {
@@ -882,7 +882,7 @@ mod tests {
         let mut t = BodyTemplate::new(512, 1, false).unwrap();
         let body = t.render(42);
         assert_eq!(body.len(), 512);
-        let v: Value = serde_json::from_slice(&body).unwrap();
+        let v: Value = serde_json::from_slice(body).unwrap();
         assert_eq!(v["id"], "bench-000000000042");
         assert!(BodyTemplate::new(512, 2, false).is_err());
     }
