@@ -2053,32 +2053,121 @@ async fn targets_unknown_target_is_404_on_every_route() {
 
 // ----- routes not served yet ----------------------------------------------------------------
 
+// ----- replays -------------------------------------------------------------------------------
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replays_routes_answer_501_and_404_for_an_unknown_set() {
+async fn replays_create_read_list_cancel_and_refuse_bad_requests() {
     let app = app().await;
-    app.create_set(SET).await;
-    let body = json!({"name": "r1", "start": 0, "end": 1});
-    for (m, path, body) in [
-        (Method::GET, "/v1/event-sets/orders/replays", None),
-        (
-            Method::POST,
+    let rx = Receiver::start().await;
+    with_hook(&app, &rx, json!({})).await;
+    app.put(SET, json!([event("e-1", "paid"), event("e-2", "paid")]))
+        .await;
+    rx.wait_until(10, "live delivery", |r| r.accepted_ids("hook").len() == 2)
+        .await;
+    let end = eventbus::config::now_ms() + 1;
+    let created = app
+        .post(
             "/v1/event-sets/orders/replays",
-            Some(body.clone()),
-        ),
-        (Method::GET, "/v1/event-sets/orders/replays/r1", None),
-        (Method::DELETE, "/v1/event-sets/orders/replays/r1", None),
-    ] {
-        app.call_as(None, m.clone(), path, body.clone())
+            json!({"name": "r1", "start": 0, "end": end, "rules": ["all"]}),
+        )
+        .await
+        .expect(StatusCode::CREATED);
+    assert_eq!(created["name"], "r1");
+    assert_eq!(created["state"], "running");
+    assert_eq!(created["rules"], json!(["all"]));
+    assert_eq!(created["bindings"][0]["target"], "hook");
+    rx.wait_until(10, "replayed events", |r| r.accepted_ids("hook").len() == 4)
+        .await;
+    let replayed: Vec<Value> = rx.accepted("hook")[2..]
+        .iter()
+        .flat_map(|r| r.events())
+        .collect();
+    assert!(
+        replayed.iter().all(|e| e["replayname"] == "r1"),
+        "{replayed:?}"
+    );
+    let mut status = Value::Null;
+    for _ in 0..500 {
+        status = app
+            .get("/v1/event-sets/orders/replays/r1")
             .await
-            .error(
-                StatusCode::NOT_IMPLEMENTED,
-                "UnsupportedOperation.NotImplemented",
-            );
-        let unknown = path.replace("orders", "nope");
-        app.call_as(None, m, &unknown, body)
-            .await
-            .error(StatusCode::NOT_FOUND, "ResourceNotFound.EventSet");
+            .expect(StatusCode::OK);
+        if status["state"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    assert_eq!(status["state"], "completed", "{status}");
+    assert_eq!(
+        (status["replayed"].as_u64(), status["total"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert!(status["finished"].as_u64().is_some());
+    let list = app
+        .get("/v1/event-sets/orders/replays")
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(list["replays"].as_array().unwrap().len(), 1);
+
+    // Bad requests name the field.
+    let err = app
+        .post(
+            "/v1/event-sets/orders/replays",
+            json!({"name": "r2", "start": 5, "end": 5}),
+        )
+        .await
+        .error(StatusCode::BAD_REQUEST, "InvalidParameterValue.Replay");
+    assert_eq!(err["path"], "$.end");
+    let err = app
+        .post(
+            "/v1/event-sets/orders/replays",
+            json!({"name": "r2", "start": "yesterday", "end": 5}),
+        )
+        .await
+        .error(StatusCode::BAD_REQUEST, "InvalidParameterValue.Replay");
+    assert_eq!(err["path"], "$.start");
+    let err = app
+        .post(
+            "/v1/event-sets/orders/replays",
+            json!({"name": "r2", "start": 0, "end": 5, "rules": ["nope"]}),
+        )
+        .await
+        .error(StatusCode::NOT_FOUND, "ResourceNotFound.Rule");
+    assert_eq!(err["path"], "$.rules[0]");
+    app.post(
+        "/v1/event-sets/orders/replays",
+        json!({"name": "r1", "start": 0, "end": 5}),
+    )
+    .await
+    .error(StatusCode::CONFLICT, "ResourceInUse.Replay");
+    app.post(
+        "/v1/event-sets/orders/replays",
+        json!({"name": "r 1", "start": 0, "end": 5}),
+    )
+    .await
+    .error(StatusCode::BAD_REQUEST, "InvalidParameterValue.ReplayName");
+    app.post(
+        "/v1/event-sets/orders/replays",
+        json!({"name": "r3", "start": 0, "end": 5, "extra": 1}),
+    )
+    .await
+    .error(StatusCode::BAD_REQUEST, "InvalidParameter");
+    app.get("/v1/event-sets/orders/replays/nope")
+        .await
+        .error(StatusCode::NOT_FOUND, "ResourceNotFound.Replay");
+    app.get("/v1/event-sets/nope/replays")
+        .await
+        .error(StatusCode::NOT_FOUND, "ResourceNotFound.EventSet");
+
+    // DELETE on a finished replay removes it.
+    let last = app
+        .delete("/v1/event-sets/orders/replays/r1")
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(last["state"], "completed");
+    app.get("/v1/event-sets/orders/replays/r1")
+        .await
+        .error(StatusCode::NOT_FOUND, "ResourceNotFound.Replay");
     app.close().await;
 }
 

@@ -29,7 +29,8 @@ use crate::codec;
 use crate::error::{Error, Result};
 use crate::event::Event;
 
-/// Names one rule × target binding.
+/// Names one rule × target binding: a live one, or one of a replay's (`replay` set), which has
+/// its own cursor, retries and dead letters so that a replay never moves the live cursor.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct BindingId {
     /// The event set of the rule.
@@ -38,32 +39,59 @@ pub struct BindingId {
     pub rule: String,
     /// The target on the rule.
     pub target: String,
+    /// The replay this binding belongs to; `None` for the live binding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<String>,
 }
 
 impl BindingId {
-    /// The binding of `target` on `set`/`rule`.
+    /// The live binding of `target` on `set`/`rule`.
     pub fn new(set: &str, rule: &str, target: &str) -> Self {
         BindingId {
             set: set.to_string(),
             rule: rule.to_string(),
             target: target.to_string(),
+            replay: None,
         }
     }
 
-    /// Its key in `targets` and `cursors`.
-    fn key(&self) -> Vec<u8> {
+    /// The binding of `target` on `set`/`rule` in replay `name`.
+    pub fn for_replay(set: &str, name: &str, rule: &str, target: &str) -> Self {
+        BindingId {
+            replay: Some(name.to_string()),
+            ..BindingId::new(set, rule, target)
+        }
+    }
+
+    /// Its key in `cursors` and `counters` (for a live binding, also its target's key in
+    /// `targets`).
+    pub(super) fn key(&self) -> Vec<u8> {
+        match &self.replay {
+            None => self.target_key(),
+            Some(name) => keys::replay_binding_key(&self.set, name, &self.rule, &self.target),
+        }
+    }
+
+    /// Its target's key in `targets`.
+    pub(super) fn target_key(&self) -> Vec<u8> {
         keys::target_key(&self.set, &self.rule, &self.target)
     }
 
     /// The prefix of its entries in `retries` and `dead_letters`.
-    fn entries_prefix(&self) -> Vec<u8> {
-        keys::binding_entries_prefix(&self.set, &self.rule, &self.target)
+    pub(super) fn entries_prefix(&self) -> Vec<u8> {
+        let mut k = self.key();
+        k.push(keys::SEP);
+        k
     }
 }
 
 impl fmt::Display for BindingId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}/{}", self.set, self.rule, self.target)
+        write!(f, "{}/{}/{}", self.set, self.rule, self.target)?;
+        match &self.replay {
+            Some(name) => write!(f, " (replay {name})"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -121,6 +149,24 @@ pub struct DeliveryUpdate {
     /// incarnation of the binding, not to a target deleted and re-created under the same name
     /// meanwhile. `None` = no check.
     pub target_created_ms: Option<u64>,
+    /// Events settled (delivered, dead-lettered, dropped or ignored) since the last update,
+    /// added to the binding's durable `done` counter.
+    #[serde(default)]
+    pub add_done: u64,
+    /// Events the binding skipped because retention removed them before it read them, added to
+    /// its durable `lost_to_retention` counter.
+    #[serde(default)]
+    pub add_lost_to_retention: u64,
+}
+
+/// Durable counters of one binding, written in the same transaction as its cursor.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BindingCounters {
+    /// Events settled: delivered, dead-lettered, dropped or ignored (a crash may count an event
+    /// that is then delivered again once more, as delivery is at-least-once).
+    pub done: u64,
+    /// Events retention removed before the binding read them.
+    pub lost_to_retention: u64,
 }
 
 impl DeliveryUpdate {
@@ -130,6 +176,8 @@ impl DeliveryUpdate {
             && self.put_retries.is_empty()
             && self.remove_retries.is_empty()
             && self.put_dead_letters.is_empty()
+            && self.add_done == 0
+            && self.add_lost_to_retention == 0
     }
 }
 
@@ -280,6 +328,12 @@ pub(super) fn parse_start(v: &Value) -> Option<StartPosition> {
 /// more than once, and an encoding error must not abort a half-staged batch).
 struct StagedUpdate {
     key: sled::IVec,
+    /// Must exist in `targets` for the update to apply.
+    target_key: Vec<u8>,
+    /// Must exist in `replays` for the update to apply (a replay's binding).
+    replay_key: Option<Vec<u8>>,
+    add_done: u64,
+    add_lost: u64,
     cursor: Option<u64>,
     remove_retries: Vec<sled::IVec>,
     put_retries: Vec<(sled::IVec, sled::IVec)>,
@@ -293,6 +347,10 @@ impl StagedUpdate {
         let entry_key = |offset| sled::IVec::from(keys::entry_key_under(&prefix, offset));
         Ok(StagedUpdate {
             key: id.key().into(),
+            target_key: id.target_key(),
+            replay_key: id.replay.as_ref().map(|r| keys::replay_key(&id.set, r)),
+            add_done: u.add_done,
+            add_lost: u.add_lost_to_retention,
             cursor: u.cursor,
             remove_retries: u.remove_retries.iter().map(|&o| entry_key(o)).collect(),
             put_retries: u
@@ -339,11 +397,16 @@ impl Catalog {
         for s in staged {
             let Some(target) = self
                 .targets
-                .get(&s.key)
+                .get(&s.target_key)
                 .map_err(|e| self.err("read catalog", e))?
             else {
                 continue;
             };
+            if let Some(r) = &s.replay_key
+                && self.get_raw(&self.replays, r)?.is_none()
+            {
+                continue;
+            }
             if let Some(created) = s.target_created_ms {
                 let meta: super::TargetMeta = codec::decode_exact(&target)?;
                 if meta.created_ms != created {
@@ -356,10 +419,26 @@ impl Catalog {
             return Ok(());
         }
         self.transaction(
-            (&self.cursors, &self.retries, &self.dead_letters),
+            (
+                &self.cursors,
+                &self.retries,
+                &self.dead_letters,
+                &self.counters,
+            ),
             "apply delivery state",
-            |(cursors, retries, dead_letters)| {
+            |(cursors, retries, dead_letters, counters)| {
                 for s in &live {
+                    if s.add_done > 0 || s.add_lost > 0 {
+                        let mut c: BindingCounters = match counters.get(&s.key)? {
+                            None => BindingCounters::default(),
+                            Some(v) => codec::decode_exact(&v)
+                                .map_err(ConflictableTransactionError::Abort)?,
+                        };
+                        c.done += s.add_done;
+                        c.lost_to_retention += s.add_lost;
+                        let v = codec::encode(&c).map_err(ConflictableTransactionError::Abort)?;
+                        counters.insert(s.key.clone(), v)?;
+                    }
                     for k in &s.remove_retries {
                         retries.remove(k.clone())?;
                     }
@@ -393,7 +472,7 @@ impl Catalog {
     pub fn load_delivery_state(&self, id: &BindingId) -> Result<(Option<u64>, Vec<RetryEntry>)> {
         // Under the write lock no `apply_delivery` or redrive lands between the two reads.
         let _guard = self.lock();
-        let cursor = self.get_cursor(&id.set, &id.rule, &id.target)?;
+        let cursor = self.binding_cursor(id)?;
         let retries =
             self.scan_entries(&self.retries, id, None, usize::MAX, |r: &RetryEntry| {
                 r.offset
@@ -405,7 +484,7 @@ impl Catalog {
     /// is decoded): what a starting worker needs to count them and to skip the ones above its
     /// cursor. `ResourceNotFound.*` like `get_target` when the target does not exist.
     pub fn dead_letter_offsets(&self, id: &BindingId) -> Result<Vec<u64>> {
-        self.get_target(&id.set, &id.rule, &id.target)?;
+        self.check_binding(id)?;
         let mut out = Vec::new();
         for k in self.dead_letters.scan_prefix(id.entries_prefix()).keys() {
             let k = k.map_err(|e| self.err("scan delivery state", e))?;
@@ -428,7 +507,7 @@ impl Catalog {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<DeadLetter>> {
-        self.get_target(&id.set, &id.rule, &id.target)?;
+        self.check_binding(id)?;
         self.scan_entries(&self.dead_letters, id, after, limit, |d: &DeadLetter| {
             d.offset
         })
@@ -437,7 +516,7 @@ impl Catalog {
     /// How many retries and dead letters a binding holds, in that order. `ResourceNotFound.*`
     /// like `get_target` when the target does not exist.
     pub fn count_delivery_entries(&self, id: &BindingId) -> Result<(u64, u64)> {
-        self.get_target(&id.set, &id.rule, &id.target)?;
+        self.check_binding(id)?;
         let prefix = id.entries_prefix();
         let count = |tree: &sled::Tree| -> Result<u64> {
             let mut n = 0;
@@ -464,7 +543,7 @@ impl Catalog {
         now_ms: u64,
     ) -> Result<Vec<RetryEntry>> {
         let _guard = self.lock();
-        self.get_target(&id.set, &id.rule, &id.target)?;
+        self.check_binding(id)?;
         let chosen: Vec<DeadLetter> = match offsets {
             None => self.scan_entries(
                 &self.dead_letters,
@@ -524,6 +603,37 @@ impl Catalog {
         )?;
         self.finish_mutation()?;
         Ok(entries)
+    }
+
+    /// `ResourceNotFound.*` unless the binding's target (and, for a replay's binding, the
+    /// replay) exists.
+    pub fn check_binding(&self, id: &BindingId) -> Result<()> {
+        self.get_target(&id.set, &id.rule, &id.target)?;
+        if let Some(r) = &id.replay {
+            self.get_replay(&id.set, r)?;
+        }
+        Ok(())
+    }
+
+    /// A binding's cursor (`None` if never set), after [`Catalog::check_binding`].
+    pub fn binding_cursor(&self, id: &BindingId) -> Result<Option<u64>> {
+        self.check_binding(id)?;
+        match self.get_raw(&self.cursors, &id.key())? {
+            None => Ok(None),
+            Some(v) => keys::decode_offset(&v)
+                .map(Some)
+                .ok_or_else(|| bad_cursor(v.len())),
+        }
+    }
+
+    /// A binding's durable counters (zero if it never counted anything), after
+    /// [`Catalog::check_binding`].
+    pub fn binding_counters(&self, id: &BindingId) -> Result<BindingCounters> {
+        self.check_binding(id)?;
+        match self.get_raw(&self.counters, &id.key())? {
+            None => Ok(BindingCounters::default()),
+            Some(v) => codec::decode_exact(&v),
+        }
     }
 
     /// Watches the catalog's generation: it is bumped after every successful change of sets,

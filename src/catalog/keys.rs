@@ -14,6 +14,13 @@
 //! | `cursors`      | `set 0x00 rule 0x00 target`             | offset as `u64` big-endian |
 //! | `retries`      | `set 0x00 rule 0x00 target 0x00 offset` | `codec(RetryEntry)`        |
 //! | `dead_letters` | `set 0x00 rule 0x00 target 0x00 offset` | `codec(DeadLetter)`        |
+//! | `counters`     | binding key                             | `codec(BindingCounters)`   |
+//! | `replays`      | `set 0x00 replay`                       | `codec(ReplayMeta)`        |
+//!
+//! A replay's bindings have their own state in `cursors`, `retries`, `dead_letters` and
+//! `counters`, under `0x01 set 0x00 replay 0x00 rule 0x00 target` instead of the target key:
+//! the leading `0x01` is never a name byte, so these keys never collide with a live binding's,
+//! and all the state of one replay is the one range under `0x01 set 0x00 replay 0x00`.
 //!
 //! Integers in keys and cursor values are big-endian so that byte order equals numeric order.
 //! The delivery-state trees (`retries`, `dead_letters`) key one entry per event offset under the
@@ -49,6 +56,44 @@ pub fn target_key(set: &str, rule: &str, target: &str) -> Vec<u8> {
 pub fn targets_prefix(set: &str, rule: &str) -> Vec<u8> {
     let mut k = rule_key(set, rule);
     k.push(SEP);
+    k
+}
+
+/// Marks the state keys of a replay's bindings (never a name byte).
+pub const REPLAY_MARK: u8 = 1;
+
+/// Key of a replay in the `replays` tree.
+pub fn replay_key(set: &str, replay: &str) -> Vec<u8> {
+    join(&[set, replay])
+}
+
+/// Prefix of every replay key of `set` in `replays` (ends with the separator).
+pub fn replays_prefix(set: &str) -> Vec<u8> {
+    rules_prefix(set)
+}
+
+/// Prefix of the state keys of every binding of replay `replay` of `set` (ends with the
+/// separator).
+pub fn replay_state_prefix(set: &str, replay: &str) -> Vec<u8> {
+    let mut k = vec![REPLAY_MARK];
+    k.extend_from_slice(&join(&[set, replay]));
+    k.push(SEP);
+    k
+}
+
+/// Prefix of the state keys of every replay of `set` (ends with the separator).
+pub fn replay_set_state_prefix(set: &str) -> Vec<u8> {
+    let mut k = vec![REPLAY_MARK];
+    k.extend_from_slice(set.as_bytes());
+    k.push(SEP);
+    k
+}
+
+/// Key of the state (cursor, counters; with a separator, the prefix of retries and dead
+/// letters) of `target` on `rule` in replay `replay` of `set`.
+pub fn replay_binding_key(set: &str, replay: &str, rule: &str, target: &str) -> Vec<u8> {
+    let mut k = replay_state_prefix(set, replay);
+    k.extend_from_slice(&join(&[rule, target]));
     k
 }
 
@@ -163,6 +208,21 @@ mod tests {
         // Offset order is byte order, within one binding.
         assert!(binding_entry_key("s", "r", "t", 255) < binding_entry_key("s", "r", "t", 256));
         assert!(binding_entry_key("s", "r", "t", u64::MAX) < binding_entry_key("s", "r", "u", 0));
+    }
+
+    #[test]
+    fn replay_state_keys_stay_apart_from_live_keys_and_other_replays() {
+        let k = replay_binding_key("s", "r1", "rule", "t");
+        assert_eq!(k, b"\x01s\0r1\0rule\0t".to_vec());
+        assert!(k.starts_with(&replay_state_prefix("s", "r1")));
+        assert!(!k.starts_with(&replay_state_prefix("s", "r")));
+        assert!(k.starts_with(&replay_set_state_prefix("s")));
+        assert!(
+            !replay_binding_key("sa", "r1", "rule", "t").starts_with(&replay_set_state_prefix("s"))
+        );
+        // No live key (names never start with 0x01) falls under a replay prefix.
+        assert!(!target_key("s", "r1", "t").starts_with(&[REPLAY_MARK]));
+        assert_eq!(replay_key("s", "r1"), b"s\0r1".to_vec());
     }
 
     #[test]

@@ -43,8 +43,10 @@
 
 mod delivery;
 pub mod keys;
+mod replays;
 
 pub use delivery::*;
+pub use replays::*;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -147,6 +149,14 @@ pub mod codes {
     pub const RULE_LIMIT: &str = "LimitExceeded.Rule";
     /// Too many targets on one rule.
     pub const TARGET_LIMIT: &str = "LimitExceeded.Target";
+    /// Bad replay name.
+    pub const INVALID_REPLAY_NAME: &str = "InvalidParameterValue.ReplayName";
+    /// Replay exists already.
+    pub const REPLAY_IN_USE: &str = "ResourceInUse.Replay";
+    /// No such replay.
+    pub const REPLAY_NOT_FOUND: &str = "ResourceNotFound.Replay";
+    /// Too many replays in one set.
+    pub const REPLAY_LIMIT: &str = "LimitExceeded.Replay";
 }
 
 /// Quotas of the catalog.
@@ -328,6 +338,10 @@ pub struct Catalog {
     retries: sled::Tree,
     /// Dead letters: binding key ‖ 0x00 ‖ offset → [`DeadLetter`].
     dead_letters: sled::Tree,
+    /// Binding key → [`BindingCounters`].
+    counters: sled::Tree,
+    /// `set 0x00 name` → [`ReplayMeta`].
+    replays: sled::Tree,
     limits: CatalogLimits,
     /// Serializes mutations (see the module docs).
     write_lock: Mutex<()>,
@@ -362,6 +376,8 @@ impl Catalog {
             cursors: tree("cursors")?,
             retries: tree("retries")?,
             dead_letters: tree("dead_letters")?,
+            counters: tree("counters")?,
+            replays: tree("replays")?,
             db,
             limits,
             write_lock: Mutex::new(()),
@@ -513,6 +529,7 @@ impl Catalog {
                 format!("event set {name:?} still has rules; delete them first"),
             ));
         }
+        self.remove_set_replays(name)?;
         self.sets
             .remove(keys::set_key(name))
             .map_err(|e| self.err("delete event set", e))?;
@@ -690,11 +707,13 @@ impl Catalog {
                 &self.cursors,
                 &self.retries,
                 &self.dead_letters,
+                &self.counters,
             ),
             "create target",
-            |(t, c, r, d)| {
+            |(t, c, r, d, n)| {
                 t.insert(key.as_slice(), value.as_slice())?;
                 c.remove(key.as_slice())?;
+                n.remove(key.as_slice())?;
                 remove_all(r, &retry_keys)?;
                 remove_all(d, &dead_keys)?;
                 Ok(())
@@ -782,11 +801,13 @@ impl Catalog {
                 &self.cursors,
                 &self.retries,
                 &self.dead_letters,
+                &self.counters,
             ),
             "delete target",
-            |(t, c, r, d)| {
+            |(t, c, r, d, n)| {
                 t.remove(key.as_slice())?;
                 c.remove(key.as_slice())?;
+                n.remove(key.as_slice())?;
                 remove_all(r, &retry_keys)?;
                 remove_all(d, &dead_keys)?;
                 Ok(())
@@ -812,13 +833,15 @@ impl Catalog {
     /// Durably sets the cursor of a binding, backwards too (an explicit seek; the delivery
     /// engine's own progress goes through `apply_delivery`, which never moves it back).
     pub fn put_cursor(&self, set: &str, rule: &str, target: &str, offset: u64) -> Result<()> {
+        self.put_binding_cursor(&BindingId::new(set, rule, target), offset)
+    }
+
+    /// [`Catalog::put_cursor`] for any binding, a replay's too.
+    pub fn put_binding_cursor(&self, id: &BindingId, offset: u64) -> Result<()> {
         let _guard = self.lock();
-        self.get_target(set, rule, target)?;
+        self.check_binding(id)?;
         self.cursors
-            .insert(
-                keys::target_key(set, rule, target),
-                &keys::encode_offset(offset)[..],
-            )
+            .insert(id.key(), &keys::encode_offset(offset)[..])
             .map_err(|e| self.err("put cursor", e))?;
         self.finish_mutation()
     }

@@ -24,6 +24,7 @@
 
 mod committer;
 mod dispatcher;
+mod replay;
 pub mod retry;
 mod worker;
 
@@ -44,6 +45,7 @@ use crate::event::Event;
 use crate::pattern::Pattern;
 use crate::targets::Target;
 
+pub use replay::{INVALID_REPLAY, ReplayBindingStatus, ReplayRequest, ReplayStatus};
 pub use retry::RetryPolicy;
 
 /// Builds a target from its catalog entry, in place of [`crate::targets::build`] (embedders
@@ -259,14 +261,14 @@ struct Running {
     fingerprint: String,
     stop: watch::Sender<bool>,
     cmds: mpsc::Sender<worker::Cmd>,
-    task: JoinHandle<std::result::Result<(), String>>,
+    task: JoinHandle<std::result::Result<worker::Exit, String>>,
 }
 
 impl Running {
     /// Waits for the worker (told to stop) to end; its error, a panic included, if any.
     async fn finished(self) -> Option<String> {
         match self.task.await {
-            Ok(Ok(())) => None,
+            Ok(Ok(_)) => None,
             Ok(Err(e)) => Some(e),
             Err(join) => Some(format!("the worker panicked: {join}")),
         }
@@ -312,6 +314,8 @@ struct Inner {
     /// Serialises whole reconciliations (catalog snapshot + apply): a reconciliation applying
     /// an older snapshot after a newer one would stop bindings the newer one just started.
     reconciling: tokio::sync::Mutex<()>,
+    /// Runners of the running replays, by (set, name).
+    replays: tokio::sync::Mutex<HashMap<(String, String), replay::Handle>>,
 }
 
 /// The running delivery engine. Start it after opening the bus; stop it with
@@ -361,9 +365,25 @@ impl Engine {
             committer: ctx,
             state: tokio::sync::Mutex::new(State::default()),
             reconciling: tokio::sync::Mutex::new(()),
+            replays: tokio::sync::Mutex::new(HashMap::new()),
         });
         let (stop, stop_rx) = watch::channel(false);
         let reconciler = tokio::spawn(reconcile_loop(inner.clone(), stop_rx));
+        // Replays still running when the process stopped go on where they were.
+        let resume = inner.clone();
+        tokio::spawn(async move {
+            let bus = resume.bus.clone();
+            match tokio::task::spawn_blocking(move || bus.catalog().running_replays()).await {
+                Ok(Ok(replays)) => {
+                    for meta in replays {
+                        tracing::info!(set = %meta.set, replay = %meta.name, "resuming replay");
+                        resume.spawn_replay(meta).await;
+                    }
+                }
+                Ok(Err(e)) => tracing::error!(error = %e, "could not list the replays to resume"),
+                Err(e) => tracing::error!(error = %e, "could not list the replays to resume"),
+            }
+        });
         Engine {
             inner,
             stop,
@@ -396,22 +416,33 @@ impl Engine {
         let durable = tokio::task::spawn_blocking(move || -> Result<_> {
             let cat = bus2.catalog();
             // Also the existence check: ResourceNotFound.* for an unknown binding.
-            let cursor = cat.get_cursor(&catalog_id.set, &catalog_id.rule, &catalog_id.target)?;
+            let cursor = cat.binding_cursor(&catalog_id)?;
             if running {
                 return Ok(None);
             }
-            Ok(Some((cursor, cat.count_delivery_entries(&catalog_id)?)))
+            Ok(Some((
+                cursor,
+                cat.count_delivery_entries(&catalog_id)?,
+                cat.binding_counters(&catalog_id)?,
+            )))
         })
         .await
         .map_err(|e| Error::Codec(format!("status task failed: {e}")))??;
         let next = bus.next_offset(&id.set)?;
         let mut status = stats.live_status(state, next);
         status.following &= running;
-        if let Some((cursor, (retrying, dead))) = durable {
+        if let Some((cursor, (retrying, dead), counters)) = durable {
             status.cursor = cursor.unwrap_or(0);
             status.lag = next.saturating_sub(status.cursor);
             status.retrying = retrying;
             status.dead_lettered = dead;
+            // A binding that is not reading (paused, failed) and whose cursor retention has
+            // passed will skip those events when it runs again: report them already.
+            let behind = match cursor {
+                Some(c) => bus.first_offset(&id.set)?.saturating_sub(c),
+                None => 0,
+            };
+            status.lost_to_retention = counters.lost_to_retention + behind;
         }
         Ok(status)
     }
@@ -496,6 +527,39 @@ impl Engine {
         Ok(offset)
     }
 
+    /// Creates a replay of `set` and starts it; its first status.
+    pub async fn create_replay(&self, set: &str, req: ReplayRequest) -> Result<ReplayStatus> {
+        self.inner.create_replay(set, req).await
+    }
+
+    /// The status of every replay of `set`, by name.
+    pub async fn list_replays(&self, set: &str) -> Result<Vec<ReplayStatus>> {
+        let (bus, s) = (self.inner.bus.clone(), set.to_string());
+        let metas = tokio::task::spawn_blocking(move || bus.catalog().list_replays(&s))
+            .await
+            .map_err(|e| Error::Codec(format!("replay listing failed: {e}")))??;
+        let mut out = Vec::with_capacity(metas.len());
+        for m in metas {
+            out.push(self.inner.replay_status(m).await?);
+        }
+        Ok(out)
+    }
+
+    /// The status of one replay.
+    pub async fn replay_status(&self, set: &str, name: &str) -> Result<ReplayStatus> {
+        let (bus, s, n) = (self.inner.bus.clone(), set.to_string(), name.to_string());
+        let meta = tokio::task::spawn_blocking(move || bus.catalog().get_replay(&s, &n))
+            .await
+            .map_err(|e| Error::Codec(format!("replay read failed: {e}")))??;
+        self.inner.replay_status(meta).await
+    }
+
+    /// Cancels a running replay (kept as `cancelled`) or deletes a finished one; its last
+    /// status.
+    pub async fn cancel_replay(&self, set: &str, name: &str) -> Result<ReplayStatus> {
+        self.inner.cancel_replay(set, name).await
+    }
+
     /// Live figures of every binding the engine knows, without touching the catalog (for
     /// `GET /metrics`, which must stay cheap). Bindings whose worker has not loaded its durable
     /// state yet report what they have counted so far.
@@ -533,6 +597,18 @@ impl Engine {
             .take();
         if let Some(r) = reconciler {
             let _ = r.await;
+        }
+        // Replays stop where they are (still `running`) and resume on the next start.
+        let replays: Vec<replay::Handle> = self
+            .inner
+            .replays
+            .lock()
+            .await
+            .drain()
+            .map(|(_, h)| h)
+            .collect();
+        for h in replays {
+            h.shutdown().await;
         }
         let mut st = self.inner.state.lock().await;
         let running: Vec<(BindingId, Running)> = st.running.drain().collect();
@@ -794,6 +870,7 @@ impl Inner {
             stats,
             drain_timeout: self.opts.drain_timeout,
             feed_capacity: self.opts.feed_capacity,
+            window: None,
         };
         let task = tokio::spawn(worker::run(cfg, stop_rx, cmds_rx));
         Ok(Running {

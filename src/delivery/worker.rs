@@ -65,6 +65,20 @@ pub struct WorkerConfig {
     pub stats: Arc<BindingStats>,
     pub drain_timeout: Duration,
     pub feed_capacity: usize,
+    /// A replay's binding: the window of offsets `[start, end)` it goes through. It starts at
+    /// `start` (when it has no cursor yet), never reads at or past `end`, marks every event it
+    /// sends with the extension `replayname`, and ends ([`Exit::Finished`]) once everything in
+    /// the window is settled and its cursor is durably at `end`.
+    pub window: Option<(u64, u64)>,
+}
+
+/// How a worker ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// It was told to stop.
+    Stopped,
+    /// A replay's binding went through its whole window.
+    Finished,
 }
 
 /// One event on its way: new (read from the log) or a retry.
@@ -146,6 +160,10 @@ struct Pending {
     put_retries: BTreeMap<u64, RetryEntry>,
     remove_retries: BTreeSet<u64>,
     dead_letters: BTreeMap<u64, DeadLetter>,
+    /// Events settled since the last commit.
+    done: u64,
+    /// Events lost to retention since the last commit.
+    lost: u64,
 }
 
 impl Pending {
@@ -153,6 +171,8 @@ impl Pending {
         self.put_retries.is_empty()
             && self.remove_retries.is_empty()
             && self.dead_letters.is_empty()
+            && self.done == 0
+            && self.lost == 0
     }
     fn put_retry(&mut self, e: RetryEntry) {
         self.remove_retries.remove(&e.offset);
@@ -170,6 +190,8 @@ impl Pending {
             put_retries: p.put_retries.into_values().collect(),
             remove_retries: p.remove_retries.into_iter().collect(),
             put_dead_letters: p.dead_letters.into_values().collect(),
+            add_done: p.done,
+            add_lost_to_retention: p.lost,
         }
     }
 }
@@ -208,6 +230,14 @@ struct Worker {
     skip: BTreeSet<u64>,
     /// Events lost to retention by readers this worker used before the current one.
     lost_before: u64,
+    /// Events lost to retention since the worker started, and how many of them were handed to
+    /// the committer.
+    lost_session: u64,
+    lost_sent: u64,
+    /// The durable `lost_to_retention` counter when the worker started.
+    lost_durable: u64,
+    /// The `replayname` extension value (JSON text) of a replay's binding.
+    replay_mark: Option<String>,
 }
 
 /// Runs the binding until `stop` turns true (Ok) or its state cannot be committed (Err: the
@@ -216,16 +246,17 @@ pub async fn run(
     cfg: WorkerConfig,
     mut stop: watch::Receiver<bool>,
     mut cmds: mpsc::Receiver<Cmd>,
-) -> Result<(), String> {
+) -> Result<Exit, String> {
     let bus = cfg.bus.clone();
     let id = cfg.id.clone();
     let load_id = id.clone();
-    let (cursor, retries, dead_letters) = tokio::task::spawn_blocking({
+    let (cursor, retries, dead_letters, counters) = tokio::task::spawn_blocking({
         let bus = bus.clone();
         move || -> crate::Result<_> {
             let (cursor, retries) = bus.catalog().load_delivery_state(&load_id)?;
             let dead_letters = bus.catalog().dead_letter_offsets(&load_id)?;
-            Ok((cursor, retries, dead_letters))
+            let counters = bus.catalog().binding_counters(&load_id)?;
+            Ok((cursor, retries, dead_letters, counters))
         }
     })
     .await
@@ -244,16 +275,14 @@ pub async fn run(
         Some(c) if c > end => {
             tracing::warn!(binding = %id, cursor = c, end, "cursor beyond the end of the log; moved back to the end");
             let (bus2, id2) = (bus.clone(), id.clone());
-            tokio::task::spawn_blocking(move || {
-                bus2.catalog()
-                    .put_cursor(&id2.set, &id2.rule, &id2.target, end)
-            })
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+            tokio::task::spawn_blocking(move || bus2.catalog().put_binding_cursor(&id2, end))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
             end
         }
         Some(c) => c,
+        None if cfg.window.is_some() => cfg.window.map_or(0, |(start, _)| start),
         None => match s.start {
             StartPosition::Latest => bus.offset_at_time(&id.set, cfg.created_ms),
             StartPosition::Earliest => bus.first_offset(&id.set),
@@ -285,6 +314,13 @@ pub async fn run(
         committed: if cursor.is_some() { start } else { 0 },
         skip: BTreeSet::new(),
         lost_before: 0,
+        lost_session: 0,
+        lost_sent: 0,
+        lost_durable: counters.lost_to_retention,
+        replay_mark: id
+            .replay
+            .as_ref()
+            .map(|name| serde_json::Value::from(name.as_str()).to_string()),
         stopping: false,
         cfg,
     };
@@ -301,6 +337,10 @@ pub async fn run(
     w.skip
         .extend(dead_letters.into_iter().filter(|o| *o >= start));
     w.cfg.stats.cursor.store(start, Ordering::Relaxed);
+    w.cfg
+        .stats
+        .lost_to_retention
+        .store(w.lost_durable, Ordering::Relaxed);
     w.publish();
     w.cfg.stats.loaded.store(true, Ordering::Release);
 
@@ -318,9 +358,15 @@ pub async fn run(
         }
         w.publish();
         if w.stopping && in_flight.is_empty() && commit_rx.is_none() {
-            return Ok(());
+            return Ok(Exit::Stopped);
         }
-        let can_read = !w.stopping && w.uncommitted.len() < w.window && w.queue.len() < w.window;
+        if in_flight.is_empty() && commit_rx.is_none() && w.window_finished() {
+            return Ok(Exit::Finished);
+        }
+        let can_read = !w.stopping
+            && !w.window_read()
+            && w.uncommitted.len() < w.window
+            && w.queue.len() < w.window;
         let timer = if w.stopping {
             drain_deadline
         } else {
@@ -429,7 +475,25 @@ impl Worker {
             .store(retrying as u64, Ordering::Relaxed);
     }
 
-    fn accept(&mut self, m: Matched) {
+    /// A replay's binding has read its whole window.
+    fn window_read(&self) -> bool {
+        self.cfg.window.is_some_and(|(_, end)| self.scanned >= end)
+    }
+
+    /// A replay's binding has settled its whole window and committed its cursor at its end.
+    fn window_finished(&self) -> bool {
+        self.cfg.window.is_some_and(|(_, end)| {
+            self.scanned >= end
+                && self.committed >= end
+                && self.outstanding.is_empty()
+                && self.retries.is_empty()
+                && self.queue.is_empty()
+                && self.blocked.is_none()
+                && self.pending.is_empty()
+        })
+    }
+
+    fn accept(&mut self, mut m: Matched) {
         if !self.skip.is_empty() {
             // Passed offsets leave the set; a listed one is already being handled.
             let listed = self.skip.remove(&m.offset);
@@ -439,6 +503,11 @@ impl Worker {
             if listed {
                 return;
             }
+        }
+        if let Some(mark) = &self.replay_mark {
+            let mut e = Event::clone(&m.event);
+            e.extensions.insert("replayname".to_string(), mark.clone());
+            m.event = Arc::new(e);
         }
         self.outstanding.insert(m.offset);
         self.uncommitted.push_back(m.offset);
@@ -454,7 +523,12 @@ impl Worker {
         let mut next = Some(first);
         let mut n = 0;
         let mut at_end = false;
+        let end = self.cfg.window.map(|(_, end)| end);
         while let Some(r) = next.take() {
+            if end.is_some_and(|end| r.offset >= end) {
+                self.scanned = self.scanned.max(end.unwrap_or(0));
+                break;
+            }
             n += 1;
             self.scanned = r.offset + 1;
             if self.cfg.pattern.matches(&r.event.to_json()) {
@@ -474,10 +548,11 @@ impl Worker {
                 Err(_) => {}
             }
         }
-        self.cfg.stats.lost_to_retention.store(
-            self.lost_before + reader.skipped_by_retention(),
-            Ordering::Relaxed,
-        );
+        self.lost_session = self.lost_before + reader.skipped_by_retention();
+        self.cfg
+            .stats
+            .lost_to_retention
+            .store(self.lost_durable + self.lost_session, Ordering::Relaxed);
         at_end
     }
 
@@ -639,6 +714,7 @@ impl Worker {
             Ok(()) => {
                 st.delivered
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                self.pending.done += batch.len() as u64;
                 for item in batch {
                     self.complete(&item);
                 }
@@ -708,6 +784,7 @@ impl Worker {
 
     /// Retries exhausted: apply the dead-letter mode.
     fn give_up(&mut self, item: Item, now: u64) {
+        self.pending.done += 1;
         let st = &self.cfg.stats;
         match self.cfg.settings.dead_letter {
             DeadLetterMode::Dlq => {
@@ -747,6 +824,8 @@ impl Worker {
     }
 
     fn submit_commit(&mut self) -> Option<oneshot::Receiver<CommitResult>> {
+        self.pending.lost += self.lost_session - self.lost_sent;
+        self.lost_sent = self.lost_session;
         let c = self.low_watermark();
         let moves = c > self.committed;
         if !moves && self.pending.is_empty() {
