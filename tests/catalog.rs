@@ -1097,6 +1097,7 @@ fn apply_delivery_round_trip_survives_reopen() {
                 put_retries: vec![retry(2, 2)],
                 put_dead_letters: vec![dead(3)],
                 target_created_ms: None,
+                ..DeliveryUpdate::default()
             },
         )])
         .unwrap();
@@ -1155,6 +1156,7 @@ fn apply_delivery_skips_a_deleted_target_and_resurrects_nothing() {
         remove_retries: vec![],
         put_dead_letters: vec![dead(2)],
         target_created_ms: None,
+        ..DeliveryUpdate::default()
     };
     cat.apply_delivery(&[(binding("hook"), full.clone()), (binding("live"), full)])
         .unwrap();

@@ -157,6 +157,9 @@ pub struct DeliveryUpdate {
     /// its durable `lost_to_retention` counter.
     #[serde(default)]
     pub add_lost_to_retention: u64,
+    /// Delivery attempts to add to the events' linkage traces.
+    #[serde(default)]
+    pub trace: Vec<super::TraceUpdate>,
 }
 
 /// Durable counters of one binding, written in the same transaction as its cursor.
@@ -178,6 +181,7 @@ impl DeliveryUpdate {
             && self.put_dead_letters.is_empty()
             && self.add_done == 0
             && self.add_lost_to_retention == 0
+            && self.trace.is_empty()
     }
 }
 
@@ -334,6 +338,8 @@ struct StagedUpdate {
     replay_key: Option<Vec<u8>>,
     add_done: u64,
     add_lost: u64,
+    /// Trace keys with the attempt; a first attempt's record comes encoded already.
+    trace: Vec<(sled::IVec, super::TraceUpdate, Option<sled::IVec>)>,
     cursor: Option<u64>,
     remove_retries: Vec<sled::IVec>,
     put_retries: Vec<(sled::IVec, sled::IVec)>,
@@ -351,6 +357,24 @@ impl StagedUpdate {
             replay_key: id.replay.as_ref().map(|r| keys::replay_key(&id.set, r)),
             add_done: u.add_done,
             add_lost: u.add_lost_to_retention,
+            trace: u
+                .trace
+                .iter()
+                .map(|t| {
+                    let fresh = if t.first {
+                        let mut r = super::TraceRecord::default();
+                        r.push(t);
+                        Some(codec::encode(&r)?.into())
+                    } else {
+                        None
+                    };
+                    Ok((
+                        super::trace::trace_key(id, t.offset).into(),
+                        t.clone(),
+                        fresh,
+                    ))
+                })
+                .collect::<Result<_>>()?,
             cursor: u.cursor,
             remove_retries: u.remove_retries.iter().map(|&o| entry_key(o)).collect(),
             put_retries: u
@@ -424,10 +448,28 @@ impl Catalog {
                 &self.retries,
                 &self.dead_letters,
                 &self.counters,
+                &self.traces,
             ),
             "apply delivery state",
-            |(cursors, retries, dead_letters, counters)| {
+            |(cursors, retries, dead_letters, counters, traces)| {
                 for s in &live {
+                    for (k, t, fresh) in &s.trace {
+                        let v = match fresh {
+                            Some(v) => v.clone(),
+                            None => {
+                                let mut r: super::TraceRecord = match traces.get(k)? {
+                                    None => super::TraceRecord::default(),
+                                    Some(v) => codec::decode_exact(&v)
+                                        .map_err(ConflictableTransactionError::Abort)?,
+                                };
+                                r.push(t);
+                                codec::encode(&r)
+                                    .map_err(ConflictableTransactionError::Abort)?
+                                    .into()
+                            }
+                        };
+                        traces.insert(k.clone(), v)?;
+                    }
                     if s.add_done > 0 || s.add_lost > 0 {
                         let mut c: BindingCounters = match counters.get(&s.key)? {
                             None => BindingCounters::default(),

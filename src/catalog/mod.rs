@@ -44,9 +44,11 @@
 mod delivery;
 pub mod keys;
 mod replays;
+mod trace;
 
 pub use delivery::*;
 pub use replays::*;
+pub use trace::*;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -342,6 +344,8 @@ pub struct Catalog {
     counters: sled::Tree,
     /// `set 0x00 name` → [`ReplayMeta`].
     replays: sled::Tree,
+    /// Linkage traces (see [`trace`]).
+    traces: sled::Tree,
     limits: CatalogLimits,
     /// Serializes mutations (see the module docs).
     write_lock: Mutex<()>,
@@ -378,6 +382,7 @@ impl Catalog {
             dead_letters: tree("dead_letters")?,
             counters: tree("counters")?,
             replays: tree("replays")?,
+            traces: tree("traces")?,
             db,
             limits,
             write_lock: Mutex::new(()),
@@ -530,6 +535,7 @@ impl Catalog {
             ));
         }
         self.remove_set_replays(name)?;
+        self.remove_set_traces(name)?;
         self.sets
             .remove(keys::set_key(name))
             .map_err(|e| self.err("delete event set", e))?;

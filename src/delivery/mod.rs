@@ -26,6 +26,7 @@ mod committer;
 mod dispatcher;
 mod replay;
 pub mod retry;
+mod trace;
 mod worker;
 
 use std::collections::HashMap;
@@ -47,6 +48,7 @@ use crate::targets::Target;
 
 pub use replay::{INVALID_REPLAY, ReplayBindingStatus, ReplayRequest, ReplayStatus};
 pub use retry::RetryPolicy;
+pub use trace::{EventTraceView, RuleTrace, TargetTrace};
 
 /// Builds a target from its catalog entry, in place of [`crate::targets::build`] (embedders
 /// can deliver to in-process handlers; tests use it for instrumented targets).
@@ -69,6 +71,10 @@ pub struct EngineOptions {
     pub restart_delay: Duration,
     /// Builds targets; `None` = [`crate::targets::build`] on the stored body. Default = None.
     pub target_factory: Option<TargetFactory>,
+    /// Record every delivery attempt in the events' linkage traces. Default = true.
+    pub trace: bool,
+    /// How long traces are kept (by the events' ingest time). Default = 3 days.
+    pub trace_retention: Duration,
 }
 
 impl Default for EngineOptions {
@@ -80,9 +86,17 @@ impl Default for EngineOptions {
             drain_timeout: Duration::from_secs(5),
             restart_delay: Duration::from_secs(1),
             target_factory: None,
+            trace: true,
+            trace_retention: DEFAULT_TRACE_RETENTION,
         }
     }
 }
+
+/// Default of [`EngineOptions::trace_retention`]: 3 days.
+pub const DEFAULT_TRACE_RETENTION: Duration = Duration::from_secs(3 * 24 * 3600);
+
+/// How often expired traces are removed.
+const TRACE_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for EngineOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -93,6 +107,8 @@ impl std::fmt::Debug for EngineOptions {
             .field("drain_timeout", &self.drain_timeout)
             .field("restart_delay", &self.restart_delay)
             .field("target_factory", &self.target_factory.is_some())
+            .field("trace", &self.trace)
+            .field("trace_retention", &self.trace_retention)
             .finish()
     }
 }
@@ -325,6 +341,9 @@ pub struct Engine {
     stop: watch::Sender<bool>,
     reconciler: Mutex<Option<JoinHandle<()>>>,
     committer: Mutex<Option<JoinHandle<()>>>,
+    /// The trace expiry loop and the task resuming replays: both hold the engine's state, so
+    /// shutdown waits for them.
+    helpers: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -368,10 +387,15 @@ impl Engine {
             replays: tokio::sync::Mutex::new(HashMap::new()),
         });
         let (stop, stop_rx) = watch::channel(false);
+        let sweeper = tokio::spawn(trace::sweep_loop(
+            inner.clone(),
+            TRACE_SWEEP_INTERVAL,
+            stop_rx.clone(),
+        ));
         let reconciler = tokio::spawn(reconcile_loop(inner.clone(), stop_rx));
         // Replays still running when the process stopped go on where they were.
         let resume = inner.clone();
-        tokio::spawn(async move {
+        let resumer = tokio::spawn(async move {
             let bus = resume.bus.clone();
             match tokio::task::spawn_blocking(move || bus.catalog().running_replays()).await {
                 Ok(Ok(replays)) => {
@@ -389,6 +413,7 @@ impl Engine {
             stop,
             reconciler: Mutex::new(Some(reconciler)),
             committer: Mutex::new(Some(committer)),
+            helpers: Mutex::new(vec![sweeper, resumer]),
         }
     }
 
@@ -597,6 +622,10 @@ impl Engine {
             .take();
         if let Some(r) = reconciler {
             let _ = r.await;
+        }
+        let helpers = std::mem::take(&mut *self.helpers.lock().unwrap_or_else(|p| p.into_inner()));
+        for h in helpers {
+            let _ = h.await;
         }
         // Replays stop where they are (still `running`) and resume on the next start.
         let replays: Vec<replay::Handle> = self
@@ -870,6 +899,7 @@ impl Inner {
             stats,
             drain_timeout: self.opts.drain_timeout,
             feed_capacity: self.opts.feed_capacity,
+            trace: self.opts.trace,
             window: None,
         };
         let task = tokio::spawn(worker::run(cfg, stop_rx, cmds_rx));

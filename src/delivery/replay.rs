@@ -601,6 +601,7 @@ async fn start_worker(
         stats: Arc::new(BindingStats::default()),
         drain_timeout: inner.opts.drain_timeout,
         feed_capacity: inner.opts.feed_capacity,
+        trace: inner.opts.trace,
         window: Some((meta.start_offset, meta.end_offset)),
     };
     workers.spawn(async move {

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use crate::bus::EventBus;
 use crate::catalog::{
     BindingId, DeadLetter, DeadLetterMode, DeliverySettings, DeliveryUpdate, RetryEntry,
-    StartPosition,
+    StartPosition, TraceAttempt, TraceOutcome, TraceUpdate,
 };
 use crate::event::Event;
 use crate::pattern::Pattern;
@@ -70,6 +70,8 @@ pub struct WorkerConfig {
     /// sends with the extension `replayname`, and ends ([`Exit::Finished`]) once everything in
     /// the window is settled and its cursor is durably at `end`.
     pub window: Option<(u64, u64)>,
+    /// Record every attempt in the events' linkage traces.
+    pub trace: bool,
 }
 
 /// How a worker ended without an error.
@@ -137,8 +139,9 @@ enum Source {
     Follow(mpsc::Receiver<Feed>),
 }
 
-/// A finished request: its events and the outcome.
-type Sent = (Vec<Item>, Result<(), SendError>);
+/// A finished request: its events, the outcome, when it started (epoch ms) and how long it
+/// took (µs).
+type Sent = (Vec<Item>, Result<(), SendError>, u64, u64);
 
 /// What woke the worker up.
 // Read carries a record by value once per wake-up; boxing it would allocate per record.
@@ -164,6 +167,8 @@ struct Pending {
     done: u64,
     /// Events lost to retention since the last commit.
     lost: u64,
+    /// Attempts for the linkage traces.
+    trace: Vec<TraceUpdate>,
 }
 
 impl Pending {
@@ -173,6 +178,7 @@ impl Pending {
             && self.dead_letters.is_empty()
             && self.done == 0
             && self.lost == 0
+            && self.trace.is_empty()
     }
     fn put_retry(&mut self, e: RetryEntry) {
         self.remove_retries.remove(&e.offset);
@@ -192,6 +198,7 @@ impl Pending {
             put_dead_letters: p.dead_letters.into_values().collect(),
             add_done: p.done,
             add_lost_to_retention: p.lost,
+            trace: p.trace,
         }
     }
 }
@@ -399,7 +406,9 @@ pub async fn run(
                     return Err(e);
                 }
             }
-            Wake::Sent(Some(Ok((batch, result)))) => w.on_sent(batch, result),
+            Wake::Sent(Some(Ok((batch, result, started_ms, latency_us)))) => {
+                w.on_sent(batch, result, started_ms, latency_us)
+            }
             Wake::Sent(Some(Err(join))) => {
                 // A send task panicked or was aborted: its events stay outstanding, so the
                 // cursor holds below them and a restart delivers them again.
@@ -695,16 +704,45 @@ impl Worker {
             .in_flight
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         let stats = self.cfg.stats.clone();
+        let started_ms = self.cfg.clock.now_ms();
         in_flight.spawn(async move {
             let events: Vec<Arc<Event>> = batch.iter().map(|i| i.m.event.clone()).collect();
             let started = std::time::Instant::now();
             let result = target.send(&events).await;
-            stats.latency.observe(started.elapsed());
-            (batch, result)
+            let took = started.elapsed();
+            stats.latency.observe(took);
+            let latency_us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+            (batch, result, started_ms, latency_us)
         });
     }
 
-    fn on_sent(&mut self, batch: Vec<Item>, result: Result<(), SendError>) {
+    /// Notes one attempt of `item` in its trace (when traces are on).
+    fn trace(&mut self, item: &Item, attempt: &TraceAttempt, outcome: TraceOutcome, first: bool) {
+        if self.cfg.trace {
+            self.pending.trace.push(TraceUpdate {
+                offset: item.m.offset,
+                attempt: attempt.clone(),
+                outcome,
+                first,
+            });
+        }
+    }
+
+    fn on_sent(
+        &mut self,
+        batch: Vec<Item>,
+        result: Result<(), SendError>,
+        started_ms: u64,
+        latency_us: u64,
+    ) {
+        let attempt = TraceAttempt {
+            time_ms: started_ms,
+            ok: result.is_ok(),
+            status: result.as_ref().err().and_then(|e| e.status),
+            error: result.as_ref().err().map(|e| e.message.clone()),
+            latency_us,
+            batch: u32::try_from(batch.len()).unwrap_or(u32::MAX),
+        };
         self.in_flight_batches -= 1;
         self.in_flight_retries -= batch.iter().filter(|i| i.retry).count();
         let st = self.cfg.stats.clone();
@@ -716,6 +754,7 @@ impl Worker {
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 self.pending.done += batch.len() as u64;
                 for item in batch {
+                    self.trace(&item, &attempt, TraceOutcome::Delivered, item.attempts == 0);
                     self.complete(&item);
                 }
             }
@@ -724,7 +763,7 @@ impl Worker {
                 self.set_error(e.message.clone());
                 let now = self.cfg.clock.now_ms();
                 if self.cfg.settings.ordered && batch.iter().all(|i| !i.retry) {
-                    self.on_ordered_failure(batch, &e, now);
+                    self.on_ordered_failure(batch, &e, now, &attempt);
                     return;
                 }
                 for mut item in batch {
@@ -738,6 +777,8 @@ impl Worker {
                         &mut self.rng,
                     ) {
                         Verdict::RetryAt(at) => {
+                            let first = item.attempts == 1;
+                            self.trace(&item, &attempt, TraceOutcome::Retrying, first);
                             self.pending.put_retry(item.entry(at));
                             if !item.retry {
                                 self.outstanding.remove(&item.m.offset);
@@ -745,25 +786,52 @@ impl Worker {
                             }
                             self.retries.insert((at, item.m.offset), item);
                         }
-                        Verdict::Exhausted => self.give_up(item, now),
+                        Verdict::Exhausted => {
+                            let first = item.attempts == 1;
+                            let outcome = self.give_up_outcome();
+                            self.trace(&item, &attempt, outcome, first);
+                            self.give_up(item, now);
+                        }
                     }
                 }
             }
         }
     }
 
+    /// How [`Worker::give_up`] settles an event, for its trace.
+    fn give_up_outcome(&self) -> TraceOutcome {
+        match self.cfg.settings.dead_letter {
+            DeadLetterMode::Dlq => TraceOutcome::DeadLettered,
+            DeadLetterMode::Drop => TraceOutcome::Dropped,
+            DeadLetterMode::Ignore => TraceOutcome::Ignored,
+        }
+    }
+
     /// Ordered mode: the batch holds the binding until it succeeds or is given up.
-    fn on_ordered_failure(&mut self, mut batch: Vec<Item>, e: &SendError, now: u64) {
+    fn on_ordered_failure(
+        &mut self,
+        mut batch: Vec<Item>,
+        e: &SendError,
+        now: u64,
+        attempt: &TraceAttempt,
+    ) {
         for item in &mut batch {
             item.attempts += 1;
             item.last_error = e.message.clone();
         }
         let attempts = batch.iter().map(|i| i.attempts).max().unwrap_or(1);
         let oldest = batch.iter().map(|i| i.age_from_ms).min().unwrap_or(now);
-        match self
+        let verdict = self
             .policy
-            .after_failure(attempts, e, oldest, now, &mut self.rng)
-        {
+            .after_failure(attempts, e, oldest, now, &mut self.rng);
+        let outcome = match verdict {
+            Verdict::RetryAt(_) => TraceOutcome::Retrying,
+            Verdict::Exhausted => self.give_up_outcome(),
+        };
+        for item in &batch {
+            self.trace(item, attempt, outcome, item.attempts == 1);
+        }
+        match verdict {
             Verdict::RetryAt(at) => self.blocked = Some((batch, at)),
             Verdict::Exhausted => {
                 for item in batch {
