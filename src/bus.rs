@@ -649,6 +649,13 @@ impl EventBus {
         Ok(self.set(set)?.log.first_offset())
     }
 
+    /// Every stored event of `set` whose id is exactly `id`, oldest first (several sources may
+    /// use one id). See [`EventLog::find_by_id`]: the first lookup builds the set's id index,
+    /// so call it from a blocking context.
+    pub fn find_events_by_id(&self, set: &str, id: &str) -> Result<Vec<crate::codec::Record>> {
+        self.set(set)?.log.find_by_id(id)
+    }
+
     /// The first offset of `set` whose ingest time is at or after `time_ms` (the end of the log
     /// when there is none).
     pub fn offset_at_time(&self, set: &str, time_ms: u64) -> Result<u64> {
@@ -727,4 +734,136 @@ fn check_set_rules(e: &crate::event::Event, cloud_set: bool, path: &str) -> Resu
         ));
     }
     Ok(())
+}
+
+// ----- retention schedule -------------------------------------------------------------------
+
+/// A running retention schedule, from [`EventBus::schedule_retention`]. [`stop`] ends it after
+/// the pass in progress, if any; dropping the handle ends it too, without waiting.
+///
+/// [`stop`]: RetentionSchedule::stop
+#[derive(Debug)]
+pub struct RetentionSchedule {
+    stop: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    passes: Arc<AtomicU64>,
+}
+
+impl RetentionSchedule {
+    /// Passes over every event set completed so far.
+    pub fn passes(&self) -> u64 {
+        self.passes.load(Ordering::Relaxed)
+    }
+
+    /// Whether a task runs (false for a zero interval).
+    pub fn is_enabled(&self) -> bool {
+        self.task.is_some()
+    }
+
+    /// Stops the schedule; returns once a pass in progress has finished (so the logs can be
+    /// closed next).
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl EventBus {
+    /// Applies every event set's retention policy every `every`, on a tokio task, until the
+    /// returned handle is stopped or dropped, or the bus is dropped (the task holds only a weak
+    /// reference). Without it retention runs only when a segment rolls and when a log opens,
+    /// so a quiet set would keep its expired events. The first pass runs one interval from now
+    /// (opening a log already applied its policy); a pass that overruns delays the next one. A
+    /// zero `every` schedules nothing. Each set that lost records is logged at info level; a
+    /// set whose retention fails is logged as a warning and does not hold the others back.
+    /// Must be called inside a tokio runtime. `eventbus serve` runs it every
+    /// `retention_interval_secs`.
+    pub fn schedule_retention(self: &Arc<Self>, every: std::time::Duration) -> RetentionSchedule {
+        let (stop, stopped) = watch::channel(false);
+        let passes = Arc::new(AtomicU64::new(0));
+        let task = (!every.is_zero()).then(|| {
+            tokio::spawn(retention_schedule(
+                Arc::downgrade(self),
+                every,
+                stopped,
+                passes.clone(),
+            ))
+        });
+        RetentionSchedule { stop, task, passes }
+    }
+
+    /// One scheduled pass: every open set's retention, one set after the other, each failure
+    /// logged and passed over. Stops between sets once `stop` is set or its sender is gone;
+    /// returns whether it went through every set.
+    async fn scheduled_retention_pass(&self, stop: &watch::Receiver<bool>) -> bool {
+        let mut sets: Vec<(String, Arc<SetLog>)> = self
+            .sets
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        sets.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, set) in sets {
+            if *stop.borrow() || stop.has_changed().is_err() {
+                return false;
+            }
+            let before = set.log.first_offset();
+            match set.log.apply_retention().await {
+                Ok(r) => {
+                    let removed = r.first_offset.saturating_sub(before);
+                    if removed > 0 {
+                        tracing::info!(
+                            set = %name,
+                            removed,
+                            segments = r.segments_deleted,
+                            bytes = r.bytes_freed,
+                            first_offset = r.first_offset,
+                            "retention removed expired events"
+                        );
+                    }
+                }
+                Err(e) => {
+                    // A set deleted (or a bus shut down) since the snapshot is not a failure.
+                    let current = self
+                        .sets
+                        .read()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get(&name)
+                        .is_some_and(|s| Arc::ptr_eq(s, &set));
+                    if current {
+                        tracing::warn!(set = %name, error = %e, "scheduled retention failed");
+                    }
+                }
+            }
+        }
+        true
+    }
+}
+
+async fn retention_schedule(
+    bus: std::sync::Weak<EventBus>,
+    every: std::time::Duration,
+    mut stop: watch::Receiver<bool>,
+    passes: Arc<AtomicU64>,
+) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            // Set by `stop`, or an error when the handle was dropped: either way, done.
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let Some(bus) = bus.upgrade() else {
+            return;
+        };
+        let completed = bus.scheduled_retention_pass(&stop).await;
+        drop(bus);
+        if completed {
+            passes.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }

@@ -101,6 +101,21 @@ pub fn decode_record_header(payload: &[u8]) -> Result<(u64, u64)> {
     }
 }
 
+/// Decodes only the offset and the event id of a record payload; the id borrows from
+/// `payload` (no event allocation). Used to build the id index.
+pub fn decode_record_id(payload: &[u8]) -> Result<(u64, &str)> {
+    let (format, body) = split_format(payload)?;
+    match format {
+        RecordFormat::EventV1 => {
+            // Record = offset, ingest_time_ms, then the event: specversion, id, ...
+            let ((offset, _time, _specversion, id), _) =
+                bincode::serde::borrow_decode_from_slice::<(u64, u64, &str, &str), _>(body, CONFIG)
+                    .map_err(|e| Error::Codec(e.to_string()))?;
+            Ok((offset, id))
+        }
+    }
+}
+
 fn split_format(payload: &[u8]) -> Result<(RecordFormat, &[u8])> {
     let (&first, body) = payload
         .split_first()
@@ -166,6 +181,18 @@ mod tests {
             decode_record_header(&payload).unwrap(),
             (123_456, 1_700_000_000_000)
         );
+    }
+
+    #[test]
+    fn record_id_is_read_without_decoding_the_event() {
+        let mut ev = Event::new("évé-1", "shop", "order.created");
+        ev.data = br#"{"k":1}"#.to_vec();
+        let payload = record_payload(300, 1_700_000_000_123, &ev).unwrap();
+        assert_eq!(decode_record_id(&payload).unwrap(), (300, "évé-1"));
+        let mut bad = payload.clone();
+        bad[0] = 2;
+        assert!(decode_record_id(&bad).is_err());
+        assert!(decode_record_id(&payload[..6]).is_err());
     }
 
     #[test]

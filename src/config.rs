@@ -71,6 +71,8 @@ pub struct RetentionPolicy {
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// Default time a graceful shutdown waits for in-flight HTTP requests and deliveries: 10 s.
 pub const DEFAULT_SHUTDOWN_TIMEOUT_MS: u64 = 10_000;
+/// Default interval at which `eventbus serve` applies every event set's retention: 60 s.
+pub const DEFAULT_RETENTION_INTERVAL_SECS: u64 = 60;
 
 /// Settings of the server process (`eventbus serve`), read from a TOML file. Every key is
 /// optional; `docs/CONFIG.md` and `eventbus.example.toml` list them with their defaults.
@@ -102,6 +104,10 @@ pub struct Config {
     /// least one: the log's writer thread is busy on every acknowledged put and does better
     /// with a core of its own. Default = 0.
     pub worker_threads: usize,
+    /// How often every event set's retention policy is applied, in seconds; 0 = never on a
+    /// schedule (only when a segment rolls and when a log opens, so a quiet set keeps expired
+    /// events). Default = 60.
+    pub retention_interval_secs: u64,
     /// Bearer tokens.
     pub auth: AuthConfig,
     /// Catalog quotas.
@@ -134,6 +140,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             shutdown_timeout_ms: DEFAULT_SHUTDOWN_TIMEOUT_MS,
             worker_threads: 0,
+            retention_interval_secs: DEFAULT_RETENTION_INTERVAL_SECS,
             auth: AuthConfig::default(),
             limits: crate::catalog::CatalogLimits::default(),
             delivery: DeliveryConfig::default(),

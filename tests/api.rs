@@ -2172,23 +2172,156 @@ async fn replays_create_read_list_cancel_and_refuse_bad_requests() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn event_by_id_and_trace_answer_501_and_404_for_an_unknown_set() {
+async fn event_by_id_answers_the_newest_event_with_that_id() {
+    let app = app().await;
+    app.create_set(SET).await;
+    // Enough events for the set's 64 KiB segments to roll: lookups cross sealed segments
+    // (their id index is built by the first lookup) and the active one.
+    let pad = "x".repeat(900);
+    for chunk in 0..4 {
+        let batch: Vec<Value> = (0..50)
+            .map(|i| {
+                let n = chunk * 50 + i;
+                json!({"specversion": "1.0", "id": format!("o-{n}"), "source": "shop",
+                       "type": "paid", "data": {"n": n, "pad": pad}})
+            })
+            .collect();
+        app.put(SET, Value::Array(batch)).await;
+    }
+    let set = app
+        .get("/v1/event-sets/orders")
+        .await
+        .expect(StatusCode::OK);
+    assert!(set["stats"]["segments"].as_u64().unwrap() > 2, "{set}");
+    for n in [0, 77, 199] {
+        let v = app
+            .get(&format!("/v1/event-sets/orders/events/o-{n}"))
+            .await
+            .expect(StatusCode::OK);
+        assert_eq!(v["id"], format!("o-{n}"));
+        assert_eq!(v["source"], "shop");
+        assert_eq!(v["data"]["n"], n);
+        assert_eq!(v["specversion"], "1.0");
+    }
+    // The same id from another source: the newest wins; `source` picks one.
+    let mut other = event("o-5", "refunded");
+    other["source"] = json!("billing");
+    app.put(SET, other).await;
+    let v = app
+        .get("/v1/event-sets/orders/events/o-5")
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(
+        (v["source"].as_str(), v["type"].as_str()),
+        (Some("billing"), Some("refunded"))
+    );
+    let v = app
+        .get("/v1/event-sets/orders/events/o-5?source=shop")
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(
+        (v["source"].as_str(), v["type"].as_str()),
+        (Some("shop"), Some("paid"))
+    );
+    // Ids travel percent-encoded in the path.
+    app.put(SET, event("a/b c?", "paid")).await;
+    let v = app
+        .get(&format!("/v1/event-sets/orders/events/{}", enc("a/b c?")))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(v["id"], "a/b c?");
+    app.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_by_id_is_404_for_an_unknown_id_source_or_set() {
     let app = app().await;
     app.create_set(SET).await;
     app.put(SET, event("e-1", "paid")).await;
-    app.get("/v1/event-sets/orders/events/e-1").await.error(
-        StatusCode::NOT_IMPLEMENTED,
-        "UnsupportedOperation.NotImplemented",
-    );
-    app.get("/v1/event-sets/orders/events/e-1/trace")
+    let e = app
+        .get("/v1/event-sets/orders/events/e-2")
         .await
-        .error(
-            StatusCode::NOT_IMPLEMENTED,
-            "UnsupportedOperation.NotImplemented",
-        );
+        .error(StatusCode::NOT_FOUND, "ResourceNotFound.Event");
+    assert!(e["message"].as_str().unwrap().contains("e-2"), "{e}");
+    let e = app
+        .get("/v1/event-sets/orders/events/e-1?source=other")
+        .await
+        .error(StatusCode::NOT_FOUND, "ResourceNotFound.Event");
+    assert!(e["message"].as_str().unwrap().contains("other"), "{e}");
     app.get("/v1/event-sets/nope/events/e-1")
         .await
         .error(StatusCode::NOT_FOUND, "ResourceNotFound.EventSet");
+    app.get("/v1/event-sets/orders/events/e-1?sauce=x")
+        .await
+        .error(StatusCode::BAD_REQUEST, "InvalidParameter");
+    app.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_by_id_needs_an_admin_token() {
+    let app = app_with_auth().await;
+    app.create_set(SET).await;
+    app.put(SET, event("e-1", "paid")).await;
+    let path = "/v1/event-sets/orders/events/e-1";
+    let r = app.call_as(None, Method::GET, path, None).await;
+    r.error(StatusCode::UNAUTHORIZED, "AuthFailure.TokenMissing");
+    assert_eq!(r.headers[header::WWW_AUTHENTICATE], "Bearer");
+    for token in [PRODUCER, CLOUD] {
+        app.call_as(Some(token), Method::GET, path, None)
+            .await
+            .error(StatusCode::FORBIDDEN, "AuthFailure.UnauthorizedOperation");
+    }
+    let v = app.get(path).await.expect(StatusCode::OK);
+    assert_eq!(v["id"], "e-1");
+    app.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_trace_shows_rules_and_attempts_and_404s() {
+    let app = app().await;
+    let rx = Receiver::start().await;
+    rx.set_policy("hook", |_, n| {
+        if n == 0 {
+            Answer::status(503)
+        } else {
+            Answer::ok()
+        }
+    });
+    with_hook(&app, &rx, json!({})).await;
+    app.put(SET, event("e-1", "paid")).await;
+    rx.wait_until(10, "delivery", |r| r.accepted_ids("hook").len() == 1)
+        .await;
+    let mut t = Value::Null;
+    for _ in 0..500 {
+        t = app
+            .get("/v1/event-sets/orders/events/e-1/trace")
+            .await
+            .expect(StatusCode::OK);
+        if t["rules"][0]["targets"][0]["state"] == "delivered" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        (t["id"].as_str(), t["offset"].as_u64()),
+        (Some("e-1"), Some(0))
+    );
+    let rule = &t["rules"][0];
+    assert_eq!(
+        (rule["rule"].as_str(), rule["matched"].as_bool()),
+        (Some("all"), Some(true))
+    );
+    let hook = &rule["targets"][0];
+    assert_eq!(hook["state"], "delivered", "{t}");
+    assert_eq!(hook["attempts"], 2);
+    assert_eq!(hook["first_attempts"][0]["status"], 503);
+    assert_eq!(hook["first_attempts"][1]["ok"], true);
+    app.get("/v1/event-sets/orders/events/nope/trace")
+        .await
+        .error(StatusCode::NOT_FOUND, "ResourceNotFound.Event");
+    app.get("/v1/event-sets/orders/events/e-1/trace?source=elsewhere")
+        .await
+        .error(StatusCode::NOT_FOUND, "ResourceNotFound.Event");
     app.get("/v1/event-sets/nope/events/e-1/trace")
         .await
         .error(StatusCode::NOT_FOUND, "ResourceNotFound.EventSet");

@@ -1056,3 +1056,192 @@ fn tail_reports_an_error_answer_before_the_stream() {
         "error: InvalidParameterValue.EventPattern: unknown operator (at $.source[0].nope)\n"
     );
 }
+
+/// A fake `GET /v1/event-sets/orders/events` serving three pages (two events, one, none
+/// left) chained by `after` tokens, and `GET …/events/{id}`: `o-1` exists, anything else is
+/// a 404 as the real server answers it.
+fn events_server() -> FakeServer {
+    FakeServer::start(|r| {
+        let after = r
+            .query_pairs()
+            .into_iter()
+            .find(|(k, _)| k == "after")
+            .map(|(_, v)| v);
+        let ev = |id: &str, time: i64| {
+            json!({"specversion":"1.0","id":id,"source":"shop","type":"paid","time":time,
+                   "data":{"id":id}})
+        };
+        match (r.path.as_str(), after.as_deref()) {
+            ("/v1/event-sets/orders/events", None) => ok_json(json!({
+                "events": [ev("o-1", 1_714_521_600_000), ev("o-2", 1_714_521_600_001)],
+                "after": "tok-1"})),
+            ("/v1/event-sets/orders/events", Some("tok-1")) => {
+                ok_json(json!({"events": [ev("o-3", 1_714_521_600_002)], "after": "tok-2"}))
+            }
+            ("/v1/event-sets/orders/events", Some("tok-2")) => {
+                ok_json(json!({"events": [], "after": null}))
+            }
+            ("/v1/event-sets/orders/events/o-1", None) => ok_json(ev("o-1", 1_714_521_600_000)),
+            _ => Reply(
+                404,
+                "application/json",
+                json!({"error":{"code":"ResourceNotFound.Event",
+                                "message":"no stored event with id `o-9` in event set `orders`"}})
+                .to_string(),
+            ),
+        }
+    })
+}
+
+#[test]
+fn events_query_sends_the_range_and_pattern_and_all_follows_every_page() {
+    let server = events_server();
+    let out = run(eventbus(&[
+        "events",
+        "query",
+        "orders",
+        "--start",
+        "2024-05-01T00:00:00Z",
+        "--end",
+        "1714607999999",
+        "--pattern",
+        r#"{"source": ["shop"]}"#,
+        "--limit",
+        "2",
+        "--all",
+        "--output",
+        "json",
+        "--server",
+        &server.url,
+        "--token",
+        TOKEN,
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ids: Vec<Value> = json_lines(&out).iter().map(|e| e["id"].clone()).collect();
+    assert_eq!(ids, vec![json!("o-1"), json!("o-2"), json!("o-3")]);
+    let reqs = server.requests();
+    assert_eq!(reqs.len(), 3);
+    let pairs = |r: &Recorded| r.query_pairs();
+    let own = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let base = [
+        ("start", "1714521600000"),
+        ("end", "1714607999999"),
+        ("pattern", r#"{"source":["shop"]}"#),
+    ];
+    assert_eq!(
+        pairs(&reqs[0]),
+        own(&[base[0], base[1], base[2], ("limit", "2")])
+    );
+    assert_eq!(
+        pairs(&reqs[1]),
+        own(&[
+            base[0],
+            base[1],
+            base[2],
+            ("after", "tok-1"),
+            ("limit", "2")
+        ])
+    );
+    assert_eq!(
+        pairs(&reqs[2]),
+        own(&[
+            base[0],
+            base[1],
+            base[2],
+            ("after", "tok-2"),
+            ("limit", "2")
+        ])
+    );
+    for r in &reqs {
+        assert_eq!(
+            (r.method.as_str(), r.path.as_str()),
+            ("GET", "/v1/event-sets/orders/events")
+        );
+        assert_eq!(
+            r.header("authorization"),
+            Some(format!("Bearer {TOKEN}").as_str())
+        );
+    }
+}
+
+#[test]
+fn events_query_without_all_prints_one_page_as_a_table_and_how_to_continue() {
+    let server = events_server();
+    let out = run(eventbus(&[
+        "events",
+        "query",
+        "orders",
+        "--server",
+        &server.url,
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "TIME                      ID   SOURCE  TYPE  SUBJECT\n\
+         2024-05-01T00:00:00.000Z  o-1  shop    paid  -\n\
+         2024-05-01T00:00:00.001Z  o-2  shop    paid  -\n"
+    );
+    assert!(stderr(&out).contains("--after tok-1"), "{}", stderr(&out));
+    assert_eq!(server.requests().len(), 1);
+    assert_eq!(server.requests()[0].query.as_deref(), Some("limit=100"));
+
+    let out = run(eventbus(&[
+        "events",
+        "query",
+        "orders",
+        "--start",
+        "yesterday",
+        "--server",
+        &server.url,
+    ]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("--start \"yesterday\""),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(server.requests().len(), 1, "nothing sent for a bad --start");
+}
+
+#[test]
+fn events_get_fetches_one_event_by_id_and_source_and_reports_a_404() {
+    let server = events_server();
+    let out = run(eventbus(&[
+        "events",
+        "get",
+        "orders",
+        "o-1",
+        "--output",
+        "json",
+        "--server",
+        &server.url,
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["id"], "o-1");
+    let out = run(eventbus(&[
+        "events",
+        "get",
+        "orders",
+        "o-9",
+        "--source",
+        "shop eu",
+        "--server",
+        &server.url,
+    ]));
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        "error: ResourceNotFound.Event: no stored event with id `o-9` in event set `orders`\n"
+    );
+    let reqs = server.requests();
+    assert_eq!(reqs[1].path, "/v1/event-sets/orders/events/o-9");
+    assert_eq!(
+        reqs[1].query_pairs(),
+        vec![("source".to_string(), "shop eu".to_string())]
+    );
+}

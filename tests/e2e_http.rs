@@ -338,3 +338,170 @@ fn serve_with_tokens_requires_them_and_never_logs_them() {
         "a token reached the log:\n{logs}"
     );
 }
+
+/// `eventbus events query` and `events get` against the real server (the id index built by
+/// the server's first lookup), and the same event fetched with plain HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_cli_events_query_and_get_by_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let base = server.base.clone();
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_eventbus"))
+            .args(args)
+            .args(["--server", &base])
+            .env_remove("EVENTBUS_TOKEN")
+            .env_remove("EVENTBUS_SERVER")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = cli(&["sets", "create", "orders"]);
+    assert_eq!(code, Some(0), "{err}");
+    let http = reqwest::Client::new();
+    let events: Vec<Value> = (0..25).map(|i| event(&format!("q-{i}"))).collect();
+    let (status, _) = send(
+        &http,
+        reqwest::Method::POST,
+        format!("{base}/v1/event-sets/orders/events"),
+        Some(Value::Array(events)),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let (code, out, err) = cli(&[
+        "events", "query", "orders", "--limit", "10", "--all", "--output", "json",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let ids: Vec<String> = out
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(ids, (0..25).map(|i| format!("q-{i}")).collect::<Vec<_>>());
+
+    let (code, out, err) = cli(&["events", "get", "orders", "q-7", "--output", "json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (v["id"].as_str(), v["data"]["id"].as_str()),
+        (Some("q-7"), Some("q-7"))
+    );
+    let (code, _, err) = cli(&["events", "get", "orders", "q-7", "--source", "elsewhere"]);
+    assert_eq!(code, Some(1));
+    assert!(err.starts_with("error: ResourceNotFound.Event: "), "{err}");
+    let (status, v) = send(
+        &http,
+        reqwest::Method::GET,
+        format!("{base}/v1/event-sets/orders/events/q-24?source=shop"),
+        None,
+    )
+    .await;
+    assert_eq!((status, v["id"].as_str()), (200, Some("q-24")));
+    let (status, _) = server.stop();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_cli_replay_start_follows_to_completion_and_lists_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let base = server.base.clone();
+    let rx = common::Receiver::start().await;
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_eventbus"))
+            .args(args)
+            .args(["--server", &base])
+            .env_remove("EVENTBUS_TOKEN")
+            .env_remove("EVENTBUS_SERVER")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: Value| {
+        send(
+            &http,
+            reqwest::Method::POST,
+            format!("{base}{path}"),
+            Some(body),
+        )
+    };
+    assert_eq!(
+        post("/v1/event-sets", json!({"name": "orders"})).await.0,
+        201
+    );
+    assert_eq!(
+        post(
+            "/v1/event-sets/orders/rules",
+            json!({"name": "all", "pattern": {"source": ["shop"]}})
+        )
+        .await
+        .0,
+        201
+    );
+    let target = json!({"name": "hook", "type": "http", "http": {"url": rx.url("hook")}, "start": "earliest"});
+    assert_eq!(
+        post("/v1/event-sets/orders/rules/all/targets", target)
+            .await
+            .0,
+        201
+    );
+    let events: Vec<Value> = (0..5).map(|i| event(&format!("r-{i}"))).collect();
+    assert_eq!(
+        post("/v1/event-sets/orders/events", Value::Array(events))
+            .await
+            .0,
+        200
+    );
+    rx.wait_until(10, "live delivery", |r| r.accepted_ids("hook").len() == 5)
+        .await;
+
+    let end = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        + 1)
+    .to_string();
+    let (code, out, err) = cli(&[
+        "replay", "start", "orders", "again", "--start", "0", "--end", &end, "--output", "json",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let status: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["state"], "completed", "{status}");
+    assert_eq!(
+        (status["replayed"].as_u64(), status["total"].as_u64()),
+        (Some(5), Some(5))
+    );
+    let replayed: Vec<Value> = rx
+        .accepted("hook")
+        .iter()
+        .flat_map(|r| r.events())
+        .filter(|e| e["replayname"] == "again")
+        .collect();
+    assert_eq!(replayed.len(), 5);
+    let (code, out, err) = cli(&["replay", "list", "orders"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("again") && out.contains("completed"), "{out}");
+    let (code, _, err) = cli(&[
+        "replay", "start", "orders", "again", "--start", "0", "--end", "1",
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(err.starts_with("error: ResourceInUse.Replay: "), "{err}");
+    let (status, _) = server.stop();
+    assert!(status.success());
+}

@@ -257,7 +257,7 @@ async fn replay_retries_failures_and_dead_letters_what_never_succeeds() {
     assert_eq!((done.total, done.replayed), (Some(6), 6));
     let b = &done.bindings[0];
     assert_eq!((b.dead_lettered, b.retrying), (1, 0));
-    let a = attempts.lock().unwrap();
+    let a = attempts.lock().unwrap().clone();
     assert_eq!(a["paid-0"], 3, "max_attempts = 3");
     for i in 1..6 {
         assert_eq!(a[&format!("paid-{i}")], 2, "one retry each");

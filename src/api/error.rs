@@ -27,6 +27,8 @@ pub mod codes {
     pub const BODY_TOO_LARGE: &str = "LimitExceeded.RequestBody";
     /// The content type is not one the route accepts.
     pub const UNSUPPORTED_MEDIA_TYPE: &str = "InvalidParameter.ContentType";
+    /// No stored event has this id (`GET …/events/{id}`).
+    pub const EVENT_NOT_FOUND: &str = "ResourceNotFound.Event";
     /// No route has this path.
     pub const NO_ROUTE: &str = "ResourceNotFound.Route";
     /// The route exists, the method does not.

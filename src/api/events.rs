@@ -1,5 +1,6 @@
 //! Events of a set: put (`POST …/events`), query (`GET …/events`), follow live
-//! (`GET …/tail`, Server-Sent Events), and by id / trace (not in this version).
+//! (`GET …/tail`, Server-Sent Events), one by id (`GET …/events/{id}`), and the linkage trace
+//! (not in this version).
 //!
 //! Put accepts every content mode of the CloudEvents HTTP binding and Tencent's PutEvents:
 //!
@@ -575,28 +576,63 @@ pub async fn tail(
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
-/// One stored event by id (needs the id index; not in this version: 501).
+/// Query of `GET …/events/{id}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct GetEventQuery {
+    /// Only an event from this `source` (ids are unique per source, not per set).
+    pub source: Option<String>,
+}
+
+/// One stored event by id: the most recent one with this id (and `source`, when given).
+///
+/// Ids are not unique within a set: two sources may use the same id, and a producer may
+/// repeat one after the de-duplication window. Without `source` the answer is the event
+/// with the id stored last; `?source=` picks that source's. Served from the set's id index,
+/// built lazily: the first lookup after a start reads each sealed segment once.
 #[utoipa::path(get, path = "/v1/event-sets/{set}/events/{id}", tag = "events",
-    params(("set" = String, Path), ("id" = String, Path)),
-    responses((status = 404, body = ErrorBody), (status = 501, body = ErrorBody)))]
+    params(("set" = String, Path, description = "event set name"),
+        ("id" = String, Path, description = "event id"), GetEventQuery),
+    responses(
+        (status = 200, description = "the event (CloudEvents JSON, as the query returns it)", body = Object),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "no such event set (`ResourceNotFound.EventSet`) or no stored event with this id (`ResourceNotFound.Event`)", body = ErrorBody)))]
 pub async fn get_event(
     State(st): State<AppState>,
     caller: Caller,
-    Path((set, _id)): Path<(String, String)>,
+    Path((set, id)): Path<(String, String)>,
+    query: Result<Query<GetEventQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
-    super::not_served(&st, &caller, set, "looking an event up by id").await
+    caller.require_admin()?;
+    let source = query_params(query)?.source;
+    let record = newest_by_id(&st, &set, &id, source).await?;
+    Ok(Json(record.event.to_json()))
 }
 
-/// The linkage trace of an event (not in this version: 501).
-#[utoipa::path(get, path = "/v1/event-sets/{set}/events/{id}/trace", tag = "events",
-    params(("set" = String, Path), ("id" = String, Path)),
-    responses((status = 404, body = ErrorBody), (status = 501, body = ErrorBody)))]
-pub async fn trace_event(
-    State(st): State<AppState>,
-    caller: Caller,
-    Path((set, _id)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
-    super::not_served(&st, &caller, set, "the linkage trace").await
+/// The most recent stored event of `set` with `id` (and `source`, when given), from the id
+/// index; `ResourceNotFound.Event` when there is none.
+pub(crate) async fn newest_by_id(
+    st: &AppState,
+    set: &str,
+    id: &str,
+    source: Option<String>,
+) -> ApiResult<crate::Record> {
+    let (set_name, wanted) = (set.to_string(), id.to_string());
+    let found = blocking(st, move |bus| bus.find_events_by_id(&set_name, &wanted)).await?;
+    let newest = found
+        .into_iter()
+        .rev()
+        .find(|r| source.as_ref().is_none_or(|s| r.event.source == *s));
+    newest.ok_or_else(|| {
+        let from = source
+            .map(|s| format!(" from source `{s}`"))
+            .unwrap_or_default();
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            codes::EVENT_NOT_FOUND,
+            format!("no stored event with id `{id}`{from} in event set `{set}`"),
+        )
+    })
 }
 
 #[cfg(test)]

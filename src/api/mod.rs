@@ -35,6 +35,7 @@ pub mod sets;
 pub mod system;
 pub mod targets;
 pub mod tools;
+pub mod trace;
 
 use error::{ApiError, codes};
 
@@ -159,7 +160,7 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(events::put_events, events::query_events))
         .routes(routes!(events::tail))
         .routes(routes!(events::get_event))
-        .routes(routes!(events::trace_event))
+        .routes(routes!(trace::trace_event))
         .routes(routes!(rules::list_rules, rules::create_rule))
         .routes(routes!(
             rules::get_rule,
@@ -290,17 +291,4 @@ pub(crate) async fn blocking<T: Send + 'static>(
             ))
         }
     }
-}
-
-/// A route of the contract this version does not serve: auth and the set's existence are
-/// checked as they will be (401/403/404), then 501 `UnsupportedOperation.NotImplemented`.
-pub(crate) async fn not_served<T>(
-    st: &AppState,
-    caller: &auth::Caller,
-    set: String,
-    what: &str,
-) -> error::ApiResult<T> {
-    caller.require_admin()?;
-    blocking(st, move |bus| bus.get_set(&set)).await?;
-    Err(ApiError::not_implemented(what))
 }

@@ -42,7 +42,7 @@ fn time_field(v: &Value, field: &str) -> ApiResult<u64> {
     let bad = || {
         ApiError::invalid(
             INVALID_REPLAY,
-            &format!("$.{field}"),
+            format!("$.{field}"),
             format!("`{field}` must be epoch milliseconds or an RFC 3339 time"),
         )
     };

@@ -11,6 +11,7 @@
 //! - `bench match --rules N`: one thread matching cloud-service events against a
 //!   [`PatternSet`] of N rules from [`match_workload`] (the generator `benches/match.rs`
 //!   uses too).
+//! - `bench query` ([`query`]): time-window queries and id lookups on a large log.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -34,6 +35,7 @@ use crate::store::{EventLog, LogOptions};
 pub mod deliver;
 pub mod http;
 pub mod match_workload;
+pub mod query;
 
 /// Arguments of `bench`.
 #[derive(Debug, Args)]
@@ -46,7 +48,8 @@ pub mod match_workload;
     eventbus bench reopen --events 10000000                  # recovery time after a crash\n  \
     eventbus bench match --rules 1,100,1000,10000            # events matched per second\n  \
     eventbus bench deliver                                   # webhook delivery, batch 1 and 100\n  \
-    eventbus bench deliver --bindings 10 --share false       # ten rules, each reading alone\n\
+    eventbus bench deliver --bindings 10 --share false       # ten rules, each reading alone\n  \
+    eventbus bench query --events 200000                     # time-window queries, id lookups\n\
     Output: one JSON object per line on stdout.")]
 pub struct BenchArgs {
     #[command(subcommand)]
@@ -67,6 +70,9 @@ pub enum Workload {
     /// Delivery to a loopback webhook the bench runs itself: throughput (unbatched and
     /// batched) and put-to-webhook latency at a fixed rate.
     Deliver(deliver::DeliverArgs),
+    /// Audit-trail reads on a large log: random time-window queries (as the HTTP query
+    /// handler does them) and id lookups (building the id index, then warm).
+    Query(query::QueryArgs),
 }
 
 /// Arguments of `bench match`.
@@ -202,6 +208,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         Workload::Reopen(a) => reopen(a),
         Workload::Match(a) => match_rules(a),
         Workload::Deliver(a) => deliver::run(a),
+        Workload::Query(a) => query::run(a),
     }
 }
 

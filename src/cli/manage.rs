@@ -630,14 +630,20 @@ async fn add_delivery_status(
 
 /// `--time`: epoch milliseconds, or an RFC 3339 time converted to them.
 pub fn parse_time_ms(text: &str) -> anyhow::Result<u64> {
+    parse_time_ms_for("--time", text)
+}
+
+/// A time argument (`flag` names it in errors): epoch milliseconds, or an RFC 3339 time
+/// converted to them.
+pub fn parse_time_ms_for(flag: &str, text: &str) -> anyhow::Result<u64> {
     if let Ok(ms) = text.trim().parse::<u64>() {
         return Ok(ms);
     }
     let t = chrono::DateTime::parse_from_rfc3339(text.trim()).with_context(|| {
-        format!("--time {text:?}: expected epoch milliseconds or an RFC 3339 time (2024-05-01T00:00:00Z)")
+        format!("{flag} {text:?}: expected epoch milliseconds or an RFC 3339 time (2024-05-01T00:00:00Z)")
     })?;
     u64::try_from(t.timestamp_millis())
-        .with_context(|| format!("--time {text:?}: before 1970 (ingest times are epoch ms)"))
+        .with_context(|| format!("{flag} {text:?}: before 1970 (ingest times are epoch ms)"))
 }
 
 /// Runs `eventbus targets …`.

@@ -7,10 +7,12 @@ use clap::{Parser, Subcommand};
 
 pub mod bench;
 pub mod client;
+pub mod events;
 pub mod inspect;
 pub mod manage;
 pub mod pattern;
 pub mod put;
+pub mod replay;
 pub mod serve;
 pub mod tail;
 
@@ -49,6 +51,10 @@ pub enum Command {
     Targets(manage::TargetsArgs),
     /// List and redrive a target's dead letters.
     DeadLetters(manage::DeadLettersArgs),
+    /// Query an event set's stored events by time and pattern, or get one by id.
+    Events(events::EventsArgs),
+    /// Replay a window of stored events to rules' targets; follow, list and cancel replays.
+    Replay(replay::ReplayArgs),
 }
 
 /// Entry point used by the binary.
@@ -69,6 +75,8 @@ pub fn main() -> ExitCode {
         Command::Rules(a) => manage::run_rules(a),
         Command::Targets(a) => manage::run_targets(a),
         Command::DeadLetters(a) => manage::run_dead_letters(a),
+        Command::Events(a) => events::run(a),
+        Command::Replay(a) => replay::run(a),
     };
     match result {
         Ok(code) => code,

@@ -6,10 +6,14 @@
 //! the TOML file given by `--config` / `EVENTBUS_CONFIG`, built-in defaults
 //! ([`crate::config::Config`]).
 //!
+//! Every `retention_interval_secs` (default 60) every event set's retention policy is applied
+//! ([`EventBus::schedule_retention`]), so a quiet set's expired events go too.
+//!
 //! Shutdown: stop accepting connections, end `tail` streams, let requests in flight finish
-//! (at most `shutdown_timeout_ms`), stop delivery (workers finish or hand back their requests
-//! within `delivery.drain_timeout_ms` and commit their cursors), flush the catalog and fsync
-//! the logs, exit 0.
+//! (at most `shutdown_timeout_ms`), stop the retention schedule (after a pass in progress),
+//! stop delivery (workers finish or hand back their requests within
+//! `delivery.drain_timeout_ms` and commit their cursors), flush the catalog and fsync the
+//! logs, exit 0.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -59,6 +63,10 @@ pub struct ServeArgs {
     /// the log's writer thread wants a core of its own.
     #[arg(long, env = "EVENTBUS_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
+    /// Apply every event set's retention every this many seconds; 0 = no schedule (only at
+    /// segment rolls and start-up). Default = 60.
+    #[arg(long, env = "EVENTBUS_RETENTION_INTERVAL_SECS")]
+    pub retention_interval_secs: Option<u64>,
 }
 
 fn parse_log_format(s: &str) -> Result<LogFormat, String> {
@@ -92,6 +100,9 @@ pub fn resolve_config(args: &ServeArgs, log_json: bool) -> anyhow::Result<Config
     }
     if let Some(n) = args.worker_threads {
         cfg.worker_threads = n;
+    }
+    if let Some(n) = args.retention_interval_secs {
+        cfg.retention_interval_secs = n;
     }
     if log_json {
         cfg.log_format = LogFormat::Json;
@@ -177,11 +188,14 @@ async fn serve(cfg: Config, auth: Auth) -> anyhow::Result<ExitCode> {
     };
     let local = listener.local_addr()?;
     let sets = bus.list_sets()?;
+    // 0 = no schedule (the handle then runs nothing).
+    let retention = bus.schedule_retention(Duration::from_secs(cfg.retention_interval_secs));
     tracing::info!(
         data_dir = %cfg.data_dir.display(),
         sets = sets.len(),
         auth = if auth.is_open() { "off" } else { "bearer tokens" },
         persist = ?cfg.persist,
+        retention_interval_secs = cfg.retention_interval_secs,
         "eventbus ready"
     );
     // Scripts (and the benches) wait for this exact line.
@@ -208,7 +222,9 @@ async fn serve(cfg: Config, auth: Auth) -> anyhow::Result<ExitCode> {
         Duration::from_millis(cfg.shutdown_timeout_ms),
     )
     .await;
-    // Whatever happened to the listener, delivery state and logs are closed properly.
+    // Whatever happened to the listener, delivery state and logs are closed properly. The
+    // retention schedule goes first: a pass in progress finishes before the logs close.
+    retention.stop().await;
     engine.shutdown().await;
     let closed = tokio::task::spawn_blocking(move || bus.shutdown()).await?;
     served.context("serving HTTP")?;
@@ -253,12 +269,38 @@ mod tests {
     }
 
     #[test]
+    fn the_retention_interval_flag_parses() {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from([
+            "eventbus",
+            "serve",
+            "--retention-interval-secs",
+            "0",
+        ])
+        .unwrap();
+        let crate::cli::Command::Serve(args) = cli.command else {
+            panic!("not serve: {cli:?}");
+        };
+        assert_eq!(args.retention_interval_secs, Some(0));
+        assert!(
+            crate::cli::Cli::try_parse_from([
+                "eventbus",
+                "serve",
+                "--retention-interval-secs",
+                "-1"
+            ])
+            .is_err()
+        );
+    }
+
+    #[test]
     fn flags_override_the_file_and_the_file_overrides_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("eventbus.toml");
         std::fs::write(
             &path,
-            "listen = \"127.0.0.1:9999\"\nmax_body_bytes = 2048\n[delivery]\nshare_reads = false\n",
+            "listen = \"127.0.0.1:9999\"\nmax_body_bytes = 2048\nretention_interval_secs = 5\n\
+             [delivery]\nshare_reads = false\n",
         )
         .unwrap();
         let args = ServeArgs {
@@ -269,12 +311,25 @@ mod tests {
             max_body_bytes: None,
             log_format: None,
             worker_threads: None,
+            retention_interval_secs: None,
         };
         let cfg = resolve_config(&args, false).unwrap();
         assert_eq!(cfg.listen, "127.0.0.1:7000");
         assert_eq!(cfg.max_body_bytes, 2048);
         assert!(!cfg.delivery.share_reads);
         assert_eq!(cfg.data_dir, PathBuf::from(crate::config::DEFAULT_DATA_DIR));
+        assert_eq!(cfg.retention_interval_secs, 5);
+        let flagged = ServeArgs {
+            retention_interval_secs: Some(0),
+            ..args
+        };
+        assert_eq!(
+            resolve_config(&flagged, false)
+                .unwrap()
+                .retention_interval_secs,
+            0
+        );
+        let args = flagged;
         std::fs::write(&path, "listne = \"x\"\n").unwrap();
         let e = resolve_config(&args, false).unwrap_err();
         assert!(format!("{e:#}").contains("listne"), "{e:#}");

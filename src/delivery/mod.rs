@@ -527,7 +527,11 @@ impl Engine {
     pub async fn seek(&self, id: &BindingId, to: SeekTo) -> Result<u64> {
         let bus = &self.inner.bus;
         let offset = match to {
-            SeekTo::Offset(o) => o.min(bus.next_offset(&id.set)?),
+            // Between the first retained offset and the end of the log: a cursor below the
+            // first offset would count the removed events as lost again.
+            SeekTo::Offset(o) => o
+                .min(bus.next_offset(&id.set)?)
+                .max(bus.first_offset(&id.set)?),
             SeekTo::Time(t) => bus.offset_at_time(&id.set, t)?,
         };
         let mut st = self.inner.state.lock().await;

@@ -456,8 +456,8 @@ async fn drive(
     let mut workers: JoinSet<(usize, std::result::Result<Exit, String>)> = JoinSet::new();
     let mut stops: Vec<Option<watch::Sender<bool>>> = vec![None; meta.bindings.len()];
     let mut finished = vec![false; meta.bindings.len()];
-    for i in 0..meta.bindings.len() {
-        stops[i] = Some(start_worker(inner, &meta, i, &patterns, &mut workers).await?);
+    for (i, stop) in stops.iter_mut().enumerate() {
+        *stop = Some(start_worker(inner, &meta, i, &patterns, &mut workers).await?);
     }
     let mut failure: Option<String> = None;
     while !finished.iter().all(|f| *f) {

@@ -3,7 +3,8 @@
 //!
 //! Layering (each file only uses the ones before it): [`io`] (the fault-injection seam) →
 //! [`frame`] (`len | crc | payload`) → [`index`] (sparse offset/time index) → [`segment`]
-//! (names, scanning) → [`recovery`] (open, verify, repair) → this module ([`EventLog`]).
+//! (names, scanning) → [`recovery`] (open, verify, repair) → [`ids`] (the id index, built
+//! lazily by lookups, off the append path) → this module ([`EventLog`]).
 //!
 //! # Concurrency
 //! One writer thread owns every mutation (appends, rolls, retention). Producers encode their
@@ -30,6 +31,7 @@
 //! ```
 
 pub mod frame;
+pub mod ids;
 pub mod index;
 pub mod io;
 pub mod recovery;
@@ -319,6 +321,8 @@ pub struct EventLog {
     writer: Mutex<Option<JoinHandle<()>>>,
     report: RecoveryReport,
     max_event_bytes: usize,
+    /// Event id → offsets, for [`EventLog::find_by_id`]; only lookups use it.
+    ids: ids::IdIndex,
 }
 
 impl std::fmt::Debug for EventLog {
@@ -400,6 +404,7 @@ impl EventLog {
             .max_event_bytes
             .min(MAX_FRAME_PAYLOAD_BYTES as usize - MAX_RECORD_HEADER_BYTES);
         let retention = opts.retention;
+        let ids = ids::IdIndex::new(opts.io.clone(), dir.clone());
         // Unbounded so that submitting never blocks an async caller; the queue is bounded by
         // the producers themselves, each of which waits for its acknowledgement.
         let (tx, rx) = mpsc::channel();
@@ -443,6 +448,7 @@ impl EventLog {
             writer: Mutex::new(Some(handle)),
             report: opened.report,
             max_event_bytes,
+            ids,
         };
         Ok(log)
     }
@@ -624,6 +630,47 @@ impl EventLog {
                 ReadOutcome::EndOfLog => return Ok(reader.next),
             }
         }
+    }
+
+    /// Every stored event whose id is exactly `id`, oldest first (ids are not unique: two
+    /// sources may use the same one, and a producer may repeat one after the de-duplication
+    /// window).
+    ///
+    /// Uses the id index ([`ids`]): the first lookup builds the `.ids` file of each sealed
+    /// segment that lacks a valid one (reading the whole segment once), and scans the active
+    /// segment's records it has not seen before; appends never pay for it. Each candidate
+    /// the index gives is read back and kept only if its id is `id`.
+    pub fn find_by_id(&self, id: &str) -> Result<Vec<Record>> {
+        let offsets = self.ids.candidates(id, || {
+            self.shared
+                .read_state()
+                .segments
+                .iter()
+                .map(|s| ids::SegmentView {
+                    base: s.base,
+                    next_offset: s.next_offset,
+                    len: s.len,
+                    path: s.path.clone(),
+                    file: s.file.clone(),
+                })
+                .collect()
+        })?;
+        let mut found = Vec::with_capacity(offsets.len());
+        for offset in offsets {
+            // A record removed by retention since the lookup is skipped by the reader.
+            if let ReadOutcome::Record(r) = self.read_from(offset).next()?
+                && r.offset == offset
+                && r.event.id == id
+            {
+                found.push(r);
+            }
+        }
+        Ok(found)
+    }
+
+    /// What the id index has built, loaded and scanned since the log was opened.
+    pub fn id_index_stats(&self) -> ids::IdIndexStats {
+        self.ids.stats()
     }
 
     /// A reader starting at the first record ingested at or after `time_ms`.
@@ -1283,10 +1330,12 @@ impl Writer {
             let io = self.opts.io.as_ref();
             io.remove_file(&path)
                 .map_err(|e| Error::io("remove", &path, e))?;
-            let ipath = self.shared.dir.join(segment::index_file_name(base));
-            if io.exists(&ipath) {
-                io.remove_file(&ipath)
-                    .map_err(|e| Error::io("remove", &ipath, e))?;
+            // Its derived files go with it (the id index only exists once a lookup built it).
+            for name in [segment::index_file_name(base), segment::ids_file_name(base)] {
+                let p = self.shared.dir.join(name);
+                if io.exists(&p) {
+                    io.remove_file(&p).map_err(|e| Error::io("remove", &p, e))?;
+                }
             }
             io.sync_dir(&self.shared.dir)
                 .map_err(|e| Error::io("fsync dir", &self.shared.dir, e))?;

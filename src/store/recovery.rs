@@ -12,8 +12,8 @@ use super::index::{
 };
 use super::io::{Io, IoFile, LockGuard, read_exact_at};
 use super::segment::{
-    ScanReport, ScanStart, find_valid_frame_after, index_file_name, parse_index_name,
-    parse_segment_name, scan_segment, segment_file_name,
+    ScanReport, ScanStart, find_valid_frame_after, ids_file_name, index_file_name, parse_ids_name,
+    parse_index_name, parse_segment_name, scan_segment, segment_file_name,
 };
 use crate::error::{Error, Result};
 
@@ -147,8 +147,9 @@ fn io_op<T>(op: &'static str, path: &Path, r: std::io::Result<T>) -> Result<T> {
     r.map_err(|e| Error::io(op, path, e))
 }
 
-/// Segment base offsets present in `dir`, sorted; also removes index files without a segment
-/// and leftover temporary files (both can only be debris of an interrupted operation).
+/// Segment base offsets present in `dir`, sorted; also removes index and id index files
+/// without a segment and leftover temporary files (all can only be debris of an interrupted
+/// operation).
 pub(crate) fn list_segments(io: &dyn Io, dir: &Path, tidy: bool) -> Result<Vec<u64>> {
     let names = io_op("list", dir, io.list_dir(dir))?;
     let mut bases: Vec<u64> = names.iter().filter_map(|n| parse_segment_name(n)).collect();
@@ -156,8 +157,9 @@ pub(crate) fn list_segments(io: &dyn Io, dir: &Path, tidy: bool) -> Result<Vec<u
     if tidy {
         let mut removed = false;
         for n in &names {
-            let orphan_index =
-                parse_index_name(n).is_some_and(|b| bases.binary_search(&b).is_err());
+            let orphan_index = parse_index_name(n)
+                .or_else(|| parse_ids_name(n))
+                .is_some_and(|b| bases.binary_search(&b).is_err());
             if orphan_index || n.ends_with(".tmp") {
                 let p = dir.join(n);
                 io_op("remove", &p, io.remove_file(&p))?;
@@ -860,10 +862,16 @@ pub fn repair(io: &dyn Io, dir: &Path) -> Result<RepairReport> {
                 serde_json::to_vec_pretty(&repairs).map_err(|e| Error::Codec(e.to_string()))?;
             write_atomic(io, dir, REPAIRS_FILE, &json)?;
         }
-        // Cut the damaged segment; drop its index (rebuilt on open). An empty segment is removed.
-        let ipath = dir.join(index_file_name(seg.base_offset));
-        if io.exists(&ipath) {
-            io_op("remove", &ipath, io.remove_file(&ipath))?;
+        // Cut the damaged segment; drop its index (rebuilt on open) and its id index (rebuilt
+        // by the next lookup). An empty segment is removed.
+        for name in [
+            index_file_name(seg.base_offset),
+            ids_file_name(seg.base_offset),
+        ] {
+            let p = dir.join(name);
+            if io.exists(&p) {
+                io_op("remove", &p, io.remove_file(&p))?;
+            }
         }
         if damage.position == 0 && (!seg.active || damage.resumes_at.is_some()) {
             // Nothing valid before the damage: the segment goes (its offsets are in the gap).

@@ -15,6 +15,8 @@ use crate::error::{Error, Result};
 pub const SEGMENT_SUFFIX: &str = ".log";
 /// Suffix of index files.
 pub const INDEX_SUFFIX: &str = ".idx";
+/// Suffix of id index files (see [`super::ids`]).
+pub const IDS_SUFFIX: &str = ".ids";
 
 /// `{base:020}.log`
 pub fn segment_file_name(base_offset: u64) -> String {
@@ -24,6 +26,11 @@ pub fn segment_file_name(base_offset: u64) -> String {
 /// `{base:020}.idx`
 pub fn index_file_name(base_offset: u64) -> String {
     format!("{base_offset:020}{INDEX_SUFFIX}")
+}
+
+/// `{base:020}.ids`
+pub fn ids_file_name(base_offset: u64) -> String {
+    format!("{base_offset:020}{IDS_SUFFIX}")
 }
 
 fn parse_name(name: &str, suffix: &str) -> Option<u64> {
@@ -43,6 +50,11 @@ pub fn parse_segment_name(name: &str) -> Option<u64> {
 /// The base offset of an index file name (same rule with `.idx`).
 pub fn parse_index_name(name: &str) -> Option<u64> {
     parse_name(name, INDEX_SUFFIX)
+}
+
+/// The base offset of an id index file name (same rule with `.ids`).
+pub fn parse_ids_name(name: &str) -> Option<u64> {
+    parse_name(name, IDS_SUFFIX)
 }
 
 /// Where and why a scan stopped before the end of the file.
@@ -287,6 +299,10 @@ mod tests {
         assert_eq!(segment_file_name(42), "00000000000000000042.log");
         assert_eq!(parse_segment_name("00000000000000000042.log"), Some(42));
         assert_eq!(parse_index_name(&index_file_name(u64::MAX)), Some(u64::MAX));
+        assert_eq!(ids_file_name(7), "00000000000000000007.ids");
+        assert_eq!(parse_ids_name(&ids_file_name(u64::MAX)), Some(u64::MAX));
+        assert_eq!(parse_ids_name("00000000000000000007.ids.tmp"), None);
+        assert_eq!(parse_ids_name("7.ids"), None);
         for bad in [
             "42.log",
             "0000000000000000042.log",

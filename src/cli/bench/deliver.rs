@@ -48,6 +48,13 @@ pub struct DeliverArgs {
     /// catches up on the backlog on its own. The clock and CPU count include the puts.
     #[arg(long)]
     pub live: bool,
+    /// After each throughput run, also replay the whole set to every binding (a replay of the
+    /// window [0, now)) and print a `"workload":"replay"` line: replay throughput.
+    #[arg(long)]
+    pub replay: bool,
+    /// Record linkage traces of the attempts (as the server does by default).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub trace: bool,
     /// Share one tail reader per set among caught-up bindings.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub share: bool,
@@ -185,6 +192,54 @@ fn open_bus(a: &DeliverArgs) -> anyhow::Result<(tempfile::TempDir, Arc<EventBus>
     Ok((tmp, bus))
 }
 
+/// Replays the whole set to every rule and times it to completion (counting included).
+async fn replay(engine: &Engine, a: &DeliverArgs, batch: u64) -> anyhow::Result<Value> {
+    let cpu0 = cpu_seconds();
+    let started = Instant::now();
+    let name = format!("bench-{batch}");
+    engine
+        .create_replay(
+            SET,
+            crate::delivery::ReplayRequest {
+                name: name.clone(),
+                start_ms: 0,
+                end_ms: crate::config::now_ms() + 1,
+                rules: None,
+            },
+        )
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(a.timeout_seconds);
+    let status = loop {
+        let s = engine.replay_status(SET, &name).await?;
+        if s.state.is_final() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the replay did not finish in {} s: {s:?}",
+                a.timeout_seconds
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
+    if status.state != crate::catalog::ReplayState::Completed {
+        bail!("the replay ended {:?}: {:?}", status.state, status.error);
+    }
+    Ok(json!({
+        "workload": "replay",
+        "batch": batch,
+        "events": status.end_offset - status.start_offset,
+        "bindings": a.bindings,
+        "replayed": status.replayed,
+        "seconds": super::round3(seconds),
+        "events_per_s": ((status.end_offset - status.start_offset) as f64 / seconds).round(),
+        "replayed_per_s": (status.replayed as f64 / seconds).round(),
+        "cpu_seconds": super::round3(cpu),
+    }))
+}
+
 async fn throughput(a: &DeliverArgs, batch: u64) -> anyhow::Result<()> {
     let (_tmp, bus) = open_bus(a)?;
     let sink = Arc::new(Sink::default());
@@ -201,6 +256,7 @@ async fn throughput(a: &DeliverArgs, batch: u64) -> anyhow::Result<()> {
         bus.clone(),
         EngineOptions {
             share_reads: a.share,
+            trace: a.trace,
             ..EngineOptions::default()
         },
     );
@@ -267,8 +323,13 @@ async fn throughput(a: &DeliverArgs, batch: u64) -> anyhow::Result<()> {
         following += u64::from(s.following);
         failed_attempts += s.failed_attempts;
     }
-    engine.shutdown().await;
     let requests = sink.requests.load(Ordering::Relaxed);
+    let replay_line = if a.replay {
+        Some(replay(&engine, a, batch).await?)
+    } else {
+        None
+    };
+    engine.shutdown().await;
     let line = json!({
         "workload": "deliver",
         "mode": if batch == 1 { "unbatched" } else { "batched" },
@@ -278,6 +339,7 @@ async fn throughput(a: &DeliverArgs, batch: u64) -> anyhow::Result<()> {
         "selectivity": a.selectivity,
         "matched_events": (0..a.bindings).map(per_binding).sum::<u64>(),
         "shared_reads": a.share,
+        "trace": a.trace,
         "live": a.live,
         "bindings_following_at_end": following,
         "max_in_flight": a.max_in_flight,
@@ -292,6 +354,9 @@ async fn throughput(a: &DeliverArgs, batch: u64) -> anyhow::Result<()> {
         "max_rss_mib": super::max_rss_mib(),
     });
     println!("{line}");
+    if let Some(l) = replay_line {
+        println!("{l}");
+    }
     tokio::task::spawn_blocking(move || bus.shutdown())
         .await
         .context("bus shutdown")??;
