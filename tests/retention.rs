@@ -296,6 +296,9 @@ async fn retention_jump_of_a_paused_binding_is_reported_delivered_past_and_durab
         "{s:?}"
     );
     assert_eq!(accepted_set(&rx), ids(0..5), "paused: nothing sent");
+    // ... and so do the metrics, from the catalog (not the stopped worker's counters).
+    assert_eq!(node.metrics_lost(&id).await, Some(lost));
+    assert_eq!(node.scraped_lost("hook").await, Some(lost));
 
     // Re-enabled: it jumps to the first retained offset and delivers only retained events.
     node.enable("all", true);
@@ -339,6 +342,18 @@ async fn retention_jump_of_a_paused_binding_is_reported_delivered_past_and_durab
         accepted_set(r).is_superset(&ids(120..122))
     })
     .await;
+    // A seek below the first retained offset stops there: the removed events are not
+    // counted as lost a second time.
+    let to = node
+        .engine
+        .seek(&id, eventbus::delivery::SeekTo::Offset(0))
+        .await
+        .unwrap();
+    assert_eq!(to, first);
+    let s = node
+        .wait_status(&id, 10, "caught up again", |s| s.cursor == next + 2)
+        .await;
+    assert_eq!(s.lost_to_retention, lost, "{s:?}");
     node.close().await;
 }
 

@@ -425,7 +425,6 @@ impl Engine {
 
     /// The delivery status of a binding.
     pub async fn status(&self, id: &BindingId) -> Result<BindingStatus> {
-        let bus = &self.inner.bus;
         let (state, stats) = {
             let st = self.inner.state.lock().await;
             (
@@ -433,8 +432,20 @@ impl Engine {
                 st.stats.get(id).cloned().unwrap_or_default(),
             )
         };
-        // A running worker that has loaded its state has the live figures; otherwise the
-        // catalog has them (two scans, so only then).
+        self.status_from(id, state, &stats).await
+    }
+
+    /// A binding's status: the live figures of a running worker that has loaded its state;
+    /// otherwise (paused, failed, starting) the catalog's durable ones, which only a scan of
+    /// its retries and dead letters gives, so only then. `ResourceNotFound.*` for an unknown
+    /// binding.
+    async fn status_from(
+        &self,
+        id: &BindingId,
+        state: BindingState,
+        stats: &BindingStats,
+    ) -> Result<BindingStatus> {
+        let bus = &self.inner.bus;
         let running = state == BindingState::Running && stats.loaded.load(Ordering::Acquire);
         let catalog_id = id.clone();
         let bus2 = bus.clone();
@@ -589,9 +600,9 @@ impl Engine {
         self.inner.cancel_replay(set, name).await
     }
 
-    /// Live figures of every binding the engine knows, without touching the catalog (for
-    /// `GET /metrics`, which must stay cheap). Bindings whose worker has not loaded its durable
-    /// state yet report what they have counted so far.
+    /// Figures of every binding the engine knows, for `GET /metrics`: a running binding's from
+    /// its worker's counters, without touching the catalog (scrapes must stay cheap); a paused,
+    /// failed or starting one's from the catalog, like [`Engine::status`].
     pub async fn metrics(&self) -> Vec<BindingMetrics> {
         let entries: Vec<(BindingId, BindingState, Arc<BindingStats>)> = {
             let st = self.inner.state.lock().await;
@@ -605,8 +616,18 @@ impl Engine {
             let Ok(next) = self.inner.bus.next_offset(&id.set) else {
                 continue; // the set was deleted since
             };
+            let status = if state == BindingState::Running && s.loaded.load(Ordering::Acquire) {
+                s.live_status(state, next)
+            } else {
+                // Paused or failed: its worker's counters are stale or absent; the catalog
+                // has the cursor, retries, dead letters and losses to retention.
+                match self.status_from(&id, state, &s).await {
+                    Ok(status) => status,
+                    Err(_) => continue, // deleted since
+                }
+            };
             out.push(BindingMetrics {
-                status: s.live_status(state, next),
+                status,
                 latency: s.latency.snapshot(),
                 id,
             });
