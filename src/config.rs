@@ -241,6 +241,10 @@ pub struct DeliveryConfig {
     pub drain_timeout_ms: u64,
     /// Wait before restarting a failed worker, in ms. Default = 1000.
     pub restart_delay_ms: u64,
+    /// Record every delivery attempt in the events' linkage traces. Default = true.
+    pub trace: bool,
+    /// How long linkage traces are kept, by the events' ingest time, in hours. Default = 72.
+    pub trace_retention_hours: u64,
 }
 
 impl Default for DeliveryConfig {
@@ -249,6 +253,8 @@ impl Default for DeliveryConfig {
             share_reads: true,
             drain_timeout_ms: 5_000,
             restart_delay_ms: 1_000,
+            trace: true,
+            trace_retention_hours: 72,
         }
     }
 }

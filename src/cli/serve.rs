@@ -175,6 +175,10 @@ async fn serve(cfg: Config, auth: Auth) -> anyhow::Result<ExitCode> {
             share_reads: cfg.delivery.share_reads,
             drain_timeout: Duration::from_millis(cfg.delivery.drain_timeout_ms),
             restart_delay: Duration::from_millis(cfg.delivery.restart_delay_ms),
+            trace: cfg.delivery.trace,
+            trace_retention: Duration::from_secs(
+                cfg.delivery.trace_retention_hours.saturating_mul(3600),
+            ),
             ..EngineOptions::default()
         },
     ));
