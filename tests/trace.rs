@@ -286,3 +286,46 @@ async fn trace_shows_pending_events_replays_and_expires() {
     assert_eq!(t.rules[0].targets.len(), 1, "{t:?}");
     close(bus, engine).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_of_events_delivered_in_one_batch_shows_the_shared_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bus, engine) = open(dir.path(), Duration::from_secs(3600));
+    bus.create_set(SET, None, None, Some(0)).unwrap();
+    let rx = Receiver::start().await;
+    rule(&bus, "paid", "paid");
+    // Put first, then start the binding: it reads the 30 events at once and sends batches.
+    let events: Vec<Value> = (0..30)
+        .map(|i| json!({"specversion": "1.0", "id": format!("b-{i}"), "source": "shop", "type": "paid"}))
+        .collect();
+    bus.put_events(SET, &events, Producer::Custom)
+        .await
+        .unwrap();
+    hook(
+        &bus,
+        &rx,
+        "paid",
+        "hook",
+        3,
+        json!({"batch": {"max_events": 10, "max_wait_ms": 50}}),
+    );
+    engine.sync().await.unwrap();
+    rx.wait_until(10, "delivery", |r| r.accepted_ids("hook").len() == 30)
+        .await;
+    let mut batches = std::collections::BTreeSet::new();
+    for i in [0, 7, 15, 29] {
+        let t = wait_trace(&bus, &engine, &format!("b-{i}"), "delivered", |t| {
+            target(t, "paid", "hook").state == "delivered"
+        })
+        .await;
+        let h = target(&t, "paid", "hook");
+        assert_eq!((h.attempts, h.first_attempts.len()), (1, 1), "{h:?}");
+        let a = &h.first_attempts[0];
+        assert!(a.ok && a.batch > 1, "{a:?}");
+        batches.insert((a.time_ms, a.latency_us, a.batch));
+    }
+    let requests = rx.accepted("hook").len();
+    assert!(requests < 30, "batched: {requests} requests");
+    assert!(!batches.is_empty());
+    close(bus, engine).await;
+}

@@ -160,6 +160,9 @@ pub struct DeliveryUpdate {
     /// Delivery attempts to add to the events' linkage traces.
     #[serde(default)]
     pub trace: Vec<super::TraceUpdate>,
+    /// Events delivered on their first attempt, grouped ([`super::BatchTrace::group`]).
+    #[serde(default)]
+    pub trace_batches: Vec<super::BatchTrace>,
 }
 
 /// Durable counters of one binding, written in the same transaction as its cursor.
@@ -182,6 +185,7 @@ impl DeliveryUpdate {
             && self.add_done == 0
             && self.add_lost_to_retention == 0
             && self.trace.is_empty()
+            && self.trace_batches.is_empty()
     }
 }
 
@@ -340,6 +344,8 @@ struct StagedUpdate {
     add_lost: u64,
     /// Trace keys with the attempt; a first attempt's record comes encoded already.
     trace: Vec<(sled::IVec, super::TraceUpdate, Option<sled::IVec>)>,
+    /// Batch trace records, keyed and encoded.
+    trace_batches: Vec<(sled::IVec, sled::IVec)>,
     cursor: Option<u64>,
     remove_retries: Vec<sled::IVec>,
     put_retries: Vec<(sled::IVec, sled::IVec)>,
@@ -372,6 +378,17 @@ impl StagedUpdate {
                         super::trace::trace_key(id, t.offset).into(),
                         t.clone(),
                         fresh,
+                    ))
+                })
+                .collect::<Result<_>>()?,
+            trace_batches: u
+                .trace_batches
+                .iter()
+                .filter_map(|b| b.entries.last().map(|(last, _)| (b, *last)))
+                .map(|(b, last)| {
+                    Ok((
+                        super::trace::trace_key(id, last).into(),
+                        codec::encode(b)?.into(),
                     ))
                 })
                 .collect::<Result<_>>()?,
@@ -442,34 +459,17 @@ impl Catalog {
         if live.is_empty() {
             return Ok(());
         }
+        self.write_traces(&live)?;
         self.transaction(
             (
                 &self.cursors,
                 &self.retries,
                 &self.dead_letters,
                 &self.counters,
-                &self.traces,
             ),
             "apply delivery state",
-            |(cursors, retries, dead_letters, counters, traces)| {
+            |(cursors, retries, dead_letters, counters)| {
                 for s in &live {
-                    for (k, t, fresh) in &s.trace {
-                        let v = match fresh {
-                            Some(v) => v.clone(),
-                            None => {
-                                let mut r: super::TraceRecord = match traces.get(k)? {
-                                    None => super::TraceRecord::default(),
-                                    Some(v) => codec::decode_exact(&v)
-                                        .map_err(ConflictableTransactionError::Abort)?,
-                                };
-                                r.push(t);
-                                codec::encode(&r)
-                                    .map_err(ConflictableTransactionError::Abort)?
-                                    .into()
-                            }
-                        };
-                        traces.insert(k.clone(), v)?;
-                    }
                     if s.add_done > 0 || s.add_lost > 0 {
                         let mut c: BindingCounters = match counters.get(&s.key)? {
                             None => BindingCounters::default(),
@@ -653,6 +653,53 @@ impl Catalog {
         self.get_target(&id.set, &id.rule, &id.target)?;
         if let Some(r) = &id.replay {
             self.get_replay(&id.set, r)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the trace records of a commit cycle as one sled batch, before the delivery
+    /// transaction (the same flush makes both durable). Not in the transaction: transactional
+    /// inserts cost several times more, and a trace is a log of attempts that did happen, so
+    /// a crash between the two leaves at worst an attempt recorded whose cursor move was lost
+    /// (the event is sent again and its next attempt is recorded too). Only the committer
+    /// writes traces, so reading a record and writing it back cannot race.
+    fn write_traces(&self, live: &[StagedUpdate]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        let mut any = false;
+        for s in live {
+            for (k, t, fresh) in &s.trace {
+                let v = match fresh {
+                    Some(v) => v.clone(),
+                    None => {
+                        let mut r: super::TraceRecord = match self.get_raw(&self.traces, k)? {
+                            None => super::TraceRecord::default(),
+                            Some(v) => codec::decode_exact(&v)?,
+                        };
+                        r.push(t);
+                        codec::encode(&r)?.into()
+                    }
+                };
+                batch.insert(k.clone(), v);
+                any = true;
+            }
+        }
+        if any {
+            self.traces
+                .apply_batch(batch)
+                .map_err(|e| self.err("write traces", e))?;
+        }
+        let mut batch = sled::Batch::default();
+        let mut any = false;
+        for s in live {
+            for (k, v) in &s.trace_batches {
+                batch.insert(k.clone(), v.clone());
+                any = true;
+            }
+        }
+        if any {
+            self.trace_batches
+                .apply_batch(batch)
+                .map_err(|e| self.err("write traces", e))?;
         }
         Ok(())
     }

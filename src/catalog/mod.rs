@@ -346,6 +346,8 @@ pub struct Catalog {
     replays: sled::Tree,
     /// Linkage traces (see [`trace`]).
     traces: sled::Tree,
+    /// Linkage traces of whole requests delivered on their first attempt (see [`trace`]).
+    trace_batches: sled::Tree,
     limits: CatalogLimits,
     /// Serializes mutations (see the module docs).
     write_lock: Mutex<()>,
@@ -383,6 +385,7 @@ impl Catalog {
             counters: tree("counters")?,
             replays: tree("replays")?,
             traces: tree("traces")?,
+            trace_batches: tree("trace_batches")?,
             db,
             limits,
             write_lock: Mutex::new(()),

@@ -24,8 +24,8 @@ use tokio::time::Instant;
 
 use crate::bus::EventBus;
 use crate::catalog::{
-    BindingId, DeadLetter, DeadLetterMode, DeliverySettings, DeliveryUpdate, RetryEntry,
-    StartPosition, TraceAttempt, TraceOutcome, TraceUpdate,
+    BatchTrace, BindingId, DeadLetter, DeadLetterMode, DeliverySettings, DeliveryUpdate,
+    RetryEntry, StartPosition, TraceAttempt, TraceOutcome, TraceUpdate,
 };
 use crate::event::Event;
 use crate::pattern::Pattern;
@@ -169,6 +169,9 @@ struct Pending {
     lost: u64,
     /// Attempts for the linkage traces.
     trace: Vec<TraceUpdate>,
+    /// Events delivered on their first attempt, for the linkage traces (grouped into few
+    /// records at commit).
+    first_ok: Vec<(u64, TraceAttempt)>,
 }
 
 impl Pending {
@@ -179,6 +182,7 @@ impl Pending {
             && self.done == 0
             && self.lost == 0
             && self.trace.is_empty()
+            && self.first_ok.is_empty()
     }
     fn put_retry(&mut self, e: RetryEntry) {
         self.remove_retries.remove(&e.offset);
@@ -199,6 +203,7 @@ impl Pending {
             add_done: p.done,
             add_lost_to_retention: p.lost,
             trace: p.trace,
+            trace_batches: BatchTrace::group(p.first_ok),
         }
     }
 }
@@ -754,7 +759,12 @@ impl Worker {
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 self.pending.done += batch.len() as u64;
                 for item in batch {
-                    self.trace(&item, &attempt, TraceOutcome::Delivered, item.attempts == 0);
+                    if self.cfg.trace && item.attempts == 0 {
+                        // The common case: grouped with the cycle's others at commit.
+                        self.pending.first_ok.push((item.m.offset, attempt.clone()));
+                    } else {
+                        self.trace(&item, &attempt, TraceOutcome::Delivered, false);
+                    }
                     self.complete(&item);
                 }
             }
