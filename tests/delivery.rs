@@ -677,7 +677,10 @@ impl eventbus::targets::Target for Recording {
     fn send<'a>(
         &'a self,
         events: &'a [Arc<eventbus::Event>],
-    ) -> eventbus::targets::BoxFuture<'a, Result<(), eventbus::targets::SendError>> {
+    ) -> eventbus::targets::BoxFuture<
+        'a,
+        Result<eventbus::targets::Delivered, eventbus::targets::SendError>,
+    > {
         Box::pin(async move {
             let mut log = self.log.lock().unwrap();
             let fail = log.len() < self.fail_first;
@@ -694,7 +697,7 @@ impl eventbus::targets::Target for Recording {
                     message: "HTTP 503".into(),
                 })
             } else {
-                Ok(())
+                Ok(eventbus::targets::Delivered::default())
             }
         })
     }

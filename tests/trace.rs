@@ -163,7 +163,7 @@ async fn trace_shows_matching_rules_retries_and_the_final_outcome() {
         .collect();
     assert_eq!(
         statuses,
-        [(false, Some(503)), (false, Some(503)), (true, None)]
+        [(false, Some(503)), (false, Some(503)), (true, Some(200))]
     );
     assert!(
         flaky.first_attempts[0]

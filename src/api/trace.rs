@@ -11,8 +11,8 @@ use super::events::{GetEventQuery, newest_by_id};
 use crate::delivery::EventTraceView;
 
 /// The linkage trace of an event: every rule of the set with whether it matches the event and,
-/// per target, the attempts kept (the first five and the last five: time, `ok`, status of a
-/// failed answer, error, latency) and where it stands (`delivered`, `retrying`,
+/// per target, the attempts kept (the first five and the last five: time, `ok`, HTTP status,
+/// error, latency) and where it stands (`delivered`, `retrying`,
 /// `dead_lettered`, `dropped`, `ignored`, `pending`, `not_traced`); replays' attempts carry
 /// `replay`. The event is the one `GET …/events/{id}` returns (`?source=` as there).
 #[utoipa::path(get, path = "/v1/event-sets/{set}/events/{id}/trace", tag = "events",

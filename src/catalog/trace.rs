@@ -30,7 +30,7 @@ pub struct TraceAttempt {
     pub time_ms: u64,
     /// True when the target accepted it.
     pub ok: bool,
-    /// The HTTP status, when the receiver answered.
+    /// The receiver's HTTP status (of a success too), when it answered.
     pub status: Option<u16>,
     /// Why it failed.
     pub error: Option<String>,

@@ -30,7 +30,7 @@ use crate::catalog::{
 use crate::event::Event;
 use crate::pattern::Pattern;
 use crate::store::{LogReader, ReadOutcome};
-use crate::targets::{SendError, Target};
+use crate::targets::{Delivered, SendError, Target};
 
 use super::committer::{CommitRequest, CommitResult};
 use super::dispatcher::{self, Feed};
@@ -141,7 +141,7 @@ enum Source {
 
 /// A finished request: its events, the outcome, when it started (epoch ms) and how long it
 /// took (µs).
-type Sent = (Vec<Item>, Result<(), SendError>, u64, u64);
+type Sent = (Vec<Item>, Result<Delivered, SendError>, u64, u64);
 
 /// What woke the worker up.
 // Read carries a record by value once per wake-up; boxing it would allocate per record.
@@ -736,14 +736,17 @@ impl Worker {
     fn on_sent(
         &mut self,
         batch: Vec<Item>,
-        result: Result<(), SendError>,
+        result: Result<Delivered, SendError>,
         started_ms: u64,
         latency_us: u64,
     ) {
         let attempt = TraceAttempt {
             time_ms: started_ms,
             ok: result.is_ok(),
-            status: result.as_ref().err().and_then(|e| e.status),
+            status: match &result {
+                Ok(d) => d.status,
+                Err(e) => e.status,
+            },
             error: result.as_ref().err().map(|e| e.message.clone()),
             latency_us,
             batch: u32::try_from(batch.len()).unwrap_or(u32::MAX),
@@ -754,7 +757,7 @@ impl Worker {
         st.in_flight
             .fetch_sub(batch.len() as u64, Ordering::Relaxed);
         match result {
-            Ok(()) => {
+            Ok(_) => {
                 st.delivered
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 self.pending.done += batch.len() as u64;

@@ -43,7 +43,7 @@ use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::{BoxFuture, SendError, Target};
+use super::{BoxFuture, Delivered, SendError, Target};
 use crate::catalog::codes::INVALID_TARGET_DESCRIPTION;
 use crate::error::{Error, RejectKind, Result};
 use crate::event::Event;
@@ -463,9 +463,9 @@ impl HttpTarget {
         &self.settings
     }
 
-    async fn deliver(&self, events: &[Arc<Event>]) -> std::result::Result<(), SendError> {
+    async fn deliver(&self, events: &[Arc<Event>]) -> std::result::Result<Delivered, SendError> {
         if events.is_empty() {
-            return Ok(());
+            return Ok(Delivered::default());
         }
         let Rendered {
             body,
@@ -509,7 +509,7 @@ impl Target for HttpTarget {
     fn send<'a>(
         &'a self,
         events: &'a [Arc<Event>],
-    ) -> BoxFuture<'a, std::result::Result<(), SendError>> {
+    ) -> BoxFuture<'a, std::result::Result<Delivered, SendError>> {
         Box::pin(self.deliver(events))
     }
 
@@ -789,7 +789,7 @@ fn permanent(message: impl Into<String>) -> SendError {
 }
 
 /// Turns an answer into success or a classified [`SendError`].
-async fn classify(mut response: reqwest::Response) -> std::result::Result<(), SendError> {
+async fn classify(mut response: reqwest::Response) -> std::result::Result<Delivered, SendError> {
     let status = response.status();
     if status.is_success() {
         // Reading the (small) body lets the connection go back to the pool; the delivery
@@ -801,7 +801,9 @@ async fn classify(mut response: reqwest::Response) -> std::result::Result<(), Se
                 _ => break,
             }
         }
-        return Ok(());
+        return Ok(Delivered {
+            status: Some(status.as_u16()),
+        });
     }
     let retry_after = response
         .headers()
@@ -1284,7 +1286,7 @@ mod tests {
 
     // ---- classification ----
 
-    async fn outcome(r: Reply) -> std::result::Result<(), SendError> {
+    async fn outcome(r: Reply) -> std::result::Result<Delivered, SendError> {
         let (url, _seen) = receiver(r).await;
         target(json!({ "url": url, "timeout_ms": 2000 }))
             .send(&[event("e1")])
@@ -1293,8 +1295,14 @@ mod tests {
 
     #[tokio::test]
     async fn two_hundreds_succeed() {
-        assert_eq!(outcome(reply(200)).await, Ok(()));
-        assert_eq!(outcome(reply(204)).await, Ok(()));
+        assert_eq!(
+            outcome(reply(200)).await,
+            Ok(Delivered { status: Some(200) })
+        );
+        assert_eq!(
+            outcome(reply(204)).await,
+            Ok(Delivered { status: Some(204) })
+        );
     }
 
     #[tokio::test]
@@ -1421,7 +1429,10 @@ mod tests {
     #[tokio::test]
     async fn an_empty_batch_sends_nothing() {
         let (url, seen) = receiver(reply(500)).await;
-        assert_eq!(target(json!({ "url": url })).send(&[]).await, Ok(()));
+        assert_eq!(
+            target(json!({ "url": url })).send(&[]).await,
+            Ok(Delivered::default())
+        );
         assert!(seen.lock().unwrap().is_empty());
     }
 

@@ -49,12 +49,19 @@ pub trait Target: Send + Sync {
     fn send<'a>(
         &'a self,
         events: &'a [Arc<Event>],
-    ) -> BoxFuture<'a, std::result::Result<(), SendError>>;
+    ) -> BoxFuture<'a, std::result::Result<Delivered, SendError>>;
 
     /// Whether this target can take more than one event per request in its current settings.
     fn supports_batches(&self) -> bool {
         true
     }
+}
+
+/// What a successful delivery reports (for the linkage trace).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Delivered {
+    /// The receiver's answer status, for targets that have one (HTTP).
+    pub status: Option<u16>,
 }
 
 /// Builds the target of a stored target body (INTERFACE.md "Target body").
