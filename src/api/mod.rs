@@ -245,6 +245,14 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let app = router(state.clone());
     let (stopping_tx, mut stopping_rx) = watch::channel(false);
+    // Each response goes out at once: a request waits for its answer, and Nagle's algorithm
+    // would hold a response back while an earlier segment is unacknowledged.
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY not set: {e}");
+        }
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
         state.begin_shutdown();
