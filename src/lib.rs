@@ -87,6 +87,7 @@ pub mod metrics;
 pub mod pattern;
 pub mod store;
 pub mod targets;
+pub mod transform;
 
 pub use codec::Record;
 pub use config::{PersistPolicy, RetentionPolicy};

@@ -1445,7 +1445,7 @@ async fn rules_create_get_list_patch_and_delete() {
         .post(
             "/v1/event-sets/orders/rules",
             json!({"name": "paid", "pattern": {"type": ["paid"]}, "description": "paid orders",
-                   "transform": {"template": "x"}}),
+                   "transform": {"input_path": "$.data"}}),
         )
         .await
         .expect(StatusCode::CREATED);
@@ -1454,7 +1454,7 @@ async fn rules_create_get_list_patch_and_delete() {
     assert_eq!(v["pattern"], json!({"type": ["paid"]}));
     assert_eq!(v["enabled"], true);
     assert_eq!(v["description"], "paid orders");
-    assert_eq!(v["transform"], json!({"template": "x"}));
+    assert_eq!(v["transform"], json!({"input_path": "$.data"}));
 
     let v = app
         .get("/v1/event-sets/orders/rules/paid")
@@ -2329,16 +2329,83 @@ async fn event_trace_shows_rules_and_attempts_and_404s() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn test_transform_answers_501() {
+async fn test_transform_applies_both_forms_and_refuses_bad_ones_with_paths() {
     let app = app().await;
-    app.post(
-        "/v1/test/transform",
-        json!({"transform": {"template": "x"}, "event": event("e", "t")}),
-    )
-    .await
-    .error(
-        StatusCode::NOT_IMPLEMENTED,
-        "UnsupportedOperation.NotImplemented",
+    let ev = json!({"specversion": "1.0", "id": "e1", "source": "cvm.cloud.tencent",
+        "type": "cvm:ErrorEvent:GuestReboot", "subject": "ins-1", "region": "ap-guangzhou",
+        "data": {"instanceId": "ins-1", "status": 1}});
+    // Tencent form: extract data, build fields.
+    let tencent = json!({
+        "Extraction": {"ExtractionInputPath": "$.data", "Format": "JSON"},
+        "Transform": {"OutputStructs": [
+            {"Key": "instance", "Value": "$.instanceId", "ValueType": "JSONPATH"},
+            {"Key": "kind", "Value": "reboot", "ValueType": "STRING"},
+            {"Key": "n", "Value": "3", "ValueType": "NUMBER"}
+        ]}
+    });
+    let r = app
+        .post(
+            "/v1/test/transform",
+            json!({"transform": tencent, "event": ev}),
+        )
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(
+        r["output"],
+        json!({"instance": "ins-1", "kind": "reboot", "n": 3})
+    );
+    assert_eq!(r["dropped"], false);
+    // EventBridge form, text template.
+    let eb = json!({"input_transformer": {"input_paths_map": {"id": "$.subject"},
+        "input_template": "instance <id> rebooted"}});
+    let r = app
+        .post("/v1/test/transform", json!({"transform": eb, "event": ev}))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(r["output"], "instance ins-1 rebooted");
+    // An EtlFilter that drops the event.
+    let filtered = json!({"Extraction": {"ExtractionInputPath": "$.data"},
+        "EtlFilter": {"Filter": "{\"status\":[2]}"}});
+    let r = app
+        .post(
+            "/v1/test/transform",
+            json!({"transform": filtered, "event": ev}),
+        )
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(
+        (r["output"].clone(), r["dropped"].clone()),
+        (Value::Null, json!(true))
+    );
+    // A bad transformation names the field.
+    let bad =
+        json!({"Transform": {"OutputStructs": [{"Key": "k", "Value": "v", "ValueType": "DATE"}]}});
+    let err = app
+        .post("/v1/test/transform", json!({"transform": bad, "event": ev}))
+        .await
+        .error(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterValue.Transformations",
+        );
+    assert_eq!(
+        err["path"],
+        "$.transform.Transform.OutputStructs[0].ValueType"
+    );
+    // So does rule creation.
+    app.create_set(SET).await;
+    let err = app
+        .post(
+            "/v1/event-sets/orders/rules",
+            json!({"name": "r1", "pattern": {"source": ["shop"]}, "transform": bad}),
+        )
+        .await
+        .error(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterValue.Transformations",
+        );
+    assert_eq!(
+        err["path"],
+        "$.transform.Transform.OutputStructs[0].ValueType"
     );
     app.close().await;
 }

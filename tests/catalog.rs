@@ -293,13 +293,13 @@ fn rule_update_applies_patch_and_removes_transform_with_null() {
             "r1",
             RulePatch {
                 enabled: Some(false),
-                transform: Some(json!({"Transformations": []})),
+                transform: Some(json!({"input_path": "$.data"})),
                 ..RulePatch::default()
             },
         )
         .unwrap();
     assert!(!r.enabled);
-    assert_eq!(r.transform.as_deref(), Some(r#"{"Transformations":[]}"#));
+    assert_eq!(r.transform.as_deref(), Some(r#"{"input_path":"$.data"}"#));
     let r = cat
         .update_rule(
             "orders",
@@ -838,7 +838,7 @@ fn reopen_after_drop_returns_identical_catalog() {
         cat.create_rule("orders", rule("r1")).unwrap();
         let mut spec = rule("r2");
         spec.enabled = false;
-        spec.transform = Some(json!({"Transformations": [{"Extraction": {}}]}));
+        spec.transform = Some(json!({"Extraction": {}}));
         cat.create_rule("orders", spec).unwrap();
         cat.create_rule("default", rule("alarms")).unwrap();
         cat.create_target("orders", "r1", http_target("ta"))

@@ -12,6 +12,7 @@ use super::auth::Caller;
 use super::body::JsonBody;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use crate::pattern::Pattern;
+use crate::transform::{Output, Transform};
 
 /// `POST /v1/test/pattern` body.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -52,13 +53,53 @@ pub async fn test_pattern(
     }))
 }
 
-/// Apply a transformation to an event (transformations are not in this version: 501).
-#[utoipa::path(post, path = "/v1/test/transform", tag = "tools",
-    responses((status = 501, body = ErrorBody)))]
+/// `POST /v1/test/transform` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TestTransform {
+    /// The transformation: the Tencent form (`Extraction`, `EtlFilter`, `Transform`) or the
+    /// EventBridge form (`input_path` or `input_transformer`); see docs/DELIVERY.md.
+    #[schema(value_type = Object)]
+    pub transform: Value,
+    /// The event, as CloudEvents JSON.
+    #[schema(value_type = Object)]
+    pub event: Value,
+}
+
+/// `POST /v1/test/transform` response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TestTransformResult {
+    /// What would be delivered: a JSON document, or a string for a text output; `null` when
+    /// the transformation's `EtlFilter` drops the event.
+    #[schema(value_type = Object)]
+    pub output: Value,
+    /// True when the `EtlFilter` dropped the event (nothing would be delivered).
+    pub dropped: bool,
+}
+
+/// Apply a transformation to an event (400 with the path of a bad transformation, or of the
+/// part that could not be applied to this event).
+#[utoipa::path(post, path = "/v1/test/transform", tag = "tools", request_body = TestTransform,
+    responses((status = 200, body = TestTransformResult), (status = 400, body = ErrorBody)))]
 pub async fn test_transform(
     State(_st): State<AppState>,
     _caller: Caller,
-    JsonBody(_body): JsonBody<Value>,
-) -> ApiResult<Json<Value>> {
-    Err(ApiError::not_implemented("testing a transformation"))
+    JsonBody(body): JsonBody<TestTransform>,
+) -> ApiResult<Json<TestTransformResult>> {
+    let t = Transform::compile_under(&body.transform, "$.transform")?;
+    let out = t.apply(&body.event, crate::config::now_ms())?;
+    Ok(Json(match out {
+        None => TestTransformResult {
+            output: Value::Null,
+            dropped: true,
+        },
+        Some(Output::Json(v)) => TestTransformResult {
+            output: v,
+            dropped: false,
+        },
+        Some(Output::Text(s)) => TestTransformResult {
+            output: Value::String(s),
+            dropped: false,
+        },
+    }))
 }

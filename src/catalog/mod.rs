@@ -1050,7 +1050,11 @@ fn validate_pattern(pattern: &Value) -> Result<String> {
 fn validate_transform(transform: Option<&Value>) -> Result<Option<String>> {
     match transform {
         None | Some(Value::Null) => Ok(None),
-        Some(t @ Value::Object(_)) => to_json_text(t).map(Some),
+        Some(t @ Value::Object(_)) => {
+            // Compiled to validate: a bad one is refused with the path of the problem.
+            crate::transform::Transform::compile_under(t, "$.transform")?;
+            to_json_text(t).map(Some)
+        }
         Some(_) => Err(invalid(
             codes::INVALID_TRANSFORM,
             "$.transform",
