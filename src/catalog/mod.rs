@@ -709,25 +709,11 @@ impl Catalog {
         let value = codec::encode(&meta)?;
         // A new binding starts without a cursor, retries or dead letters, even if a crash (or a
         // delivery write racing an earlier delete) once left some behind under this key.
-        let (retry_keys, dead_keys) = self.binding_entry_keys(&key)?;
-        self.transaction(
-            (
-                &self.targets,
-                &self.cursors,
-                &self.retries,
-                &self.dead_letters,
-                &self.counters,
-            ),
-            "create target",
-            |(t, c, r, d, n)| {
-                t.insert(key.as_slice(), value.as_slice())?;
-                c.remove(key.as_slice())?;
-                n.remove(key.as_slice())?;
-                remove_all(r, &retry_keys)?;
-                remove_all(d, &dead_keys)?;
-                Ok(())
-            },
-        )?;
+        let stale = self.binding_state_keys(&key)?;
+        self.with_state_removed(&self.targets, &stale, "create target", |t| {
+            t.insert(key.as_slice(), value.as_slice())?;
+            Ok(())
+        })?;
         self.finish_mutation()?;
         Ok(meta)
     }
@@ -803,25 +789,11 @@ impl Catalog {
         let key = keys::target_key(set, rule, target);
         // Collected under the write lock, which every writer of these trees holds, so the
         // transaction below removes exactly the binding's entries.
-        let (retry_keys, dead_keys) = self.binding_entry_keys(&key)?;
-        self.transaction(
-            (
-                &self.targets,
-                &self.cursors,
-                &self.retries,
-                &self.dead_letters,
-                &self.counters,
-            ),
-            "delete target",
-            |(t, c, r, d, n)| {
-                t.remove(key.as_slice())?;
-                c.remove(key.as_slice())?;
-                n.remove(key.as_slice())?;
-                remove_all(r, &retry_keys)?;
-                remove_all(d, &dead_keys)?;
-                Ok(())
-            },
-        )?;
+        let stale = self.binding_state_keys(&key)?;
+        self.with_state_removed(&self.targets, &stale, "delete target", |t| {
+            t.remove(key.as_slice())?;
+            Ok(())
+        })?;
         self.finish_mutation()
     }
 
@@ -885,18 +857,67 @@ impl Catalog {
         flushed
     }
 
-    /// The keys of one binding's entries in `retries` and in `dead_letters`. Only meaningful
-    /// under the write lock (no writer can add one meanwhile).
-    fn binding_entry_keys(&self, target_key: &[u8]) -> Result<(Vec<sled::IVec>, Vec<sled::IVec>)> {
+    /// The delivery state of the live binding with key `target_key`: its cursor and counters
+    /// (exact keys) and its entries in `retries` and `dead_letters` (under `key 00`). Only
+    /// meaningful under the write lock (no writer can add one meanwhile).
+    fn binding_state_keys(&self, target_key: &[u8]) -> Result<StateKeys> {
         let mut prefix = target_key.to_vec();
         prefix.push(keys::SEP);
-        let collect = |tree: &sled::Tree| -> Result<Vec<sled::IVec>> {
-            tree.scan_prefix(&prefix)
-                .keys()
-                .map(|k| k.map_err(|e| self.err("scan delivery state", e)))
-                .collect()
-        };
-        Ok((collect(&self.retries)?, collect(&self.dead_letters)?))
+        let own = vec![sled::IVec::from(target_key)];
+        Ok(StateKeys {
+            cursors: own.clone(),
+            retries: self.keys_under(&self.retries, &prefix)?,
+            dead_letters: self.keys_under(&self.dead_letters, &prefix)?,
+            counters: own,
+        })
+    }
+
+    /// All delivery state under `prefix` (every binding of a replay, or of a set's replays).
+    /// Only meaningful under the write lock.
+    fn state_keys_under(&self, prefix: &[u8]) -> Result<StateKeys> {
+        Ok(StateKeys {
+            cursors: self.keys_under(&self.cursors, prefix)?,
+            retries: self.keys_under(&self.retries, prefix)?,
+            dead_letters: self.keys_under(&self.dead_letters, prefix)?,
+            counters: self.keys_under(&self.counters, prefix)?,
+        })
+    }
+
+    fn keys_under(&self, tree: &sled::Tree, prefix: &[u8]) -> Result<Vec<sled::IVec>> {
+        tree.scan_prefix(prefix)
+            .keys()
+            .map(|k| k.map_err(|e| self.err("scan delivery state", e)))
+            .collect()
+    }
+
+    /// One transaction: `f` changes `main` (the `targets` or `replays` entry whose state this
+    /// is) and `stale` delivery state goes, so a crash never leaves state without its owner,
+    /// or a new owner with an old owner's state.
+    fn with_state_removed(
+        &self,
+        main: &sled::Tree,
+        stale: &StateKeys,
+        op: &'static str,
+        f: impl Fn(&TransactionalTree) -> ConflictableTransactionResult<(), Error>,
+    ) -> Result<()> {
+        self.transaction(
+            (
+                main,
+                &self.cursors,
+                &self.retries,
+                &self.dead_letters,
+                &self.counters,
+            ),
+            op,
+            |(m, c, r, d, n)| {
+                f(m)?;
+                remove_all(c, &stale.cursors)?;
+                remove_all(r, &stale.retries)?;
+                remove_all(d, &stale.dead_letters)?;
+                remove_all(n, &stale.counters)?;
+                Ok(())
+            },
+        )
     }
 
     fn get_raw(&self, tree: &sled::Tree, key: &[u8]) -> Result<Option<sled::IVec>> {
@@ -941,6 +962,14 @@ impl Catalog {
 }
 
 /// Stages the removal of every key in `keys` in a transaction.
+/// Keys of delivery state to remove, per tree.
+struct StateKeys {
+    cursors: Vec<sled::IVec>,
+    retries: Vec<sled::IVec>,
+    dead_letters: Vec<sled::IVec>,
+    counters: Vec<sled::IVec>,
+}
+
 fn remove_all(
     tree: &TransactionalTree,
     keys: &[sled::IVec],

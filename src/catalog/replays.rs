@@ -125,24 +125,10 @@ impl Catalog {
         }
         let value = codec::encode(meta)?;
         let stale = self.state_keys_under(&keys::replay_state_prefix(&meta.set, &meta.name))?;
-        self.transaction(
-            (
-                &self.replays,
-                &self.cursors,
-                &self.retries,
-                &self.dead_letters,
-                &self.counters,
-            ),
-            "create replay",
-            |(replays, c, r, d, n)| {
-                replays.insert(key.as_slice(), value.as_slice())?;
-                remove_all(c, &stale[0])?;
-                remove_all(r, &stale[1])?;
-                remove_all(d, &stale[2])?;
-                remove_all(n, &stale[3])?;
-                Ok(())
-            },
-        )?;
+        self.with_state_removed(&self.replays, &stale, "create replay", |replays| {
+            replays.insert(key.as_slice(), value.as_slice())?;
+            Ok(())
+        })?;
         self.flush()
     }
 
@@ -208,71 +194,23 @@ impl Catalog {
         self.get_replay(set, name)?;
         let key = keys::replay_key(set, name);
         let stale = self.state_keys_under(&keys::replay_state_prefix(set, name))?;
-        self.transaction(
-            (
-                &self.replays,
-                &self.cursors,
-                &self.retries,
-                &self.dead_letters,
-                &self.counters,
-            ),
-            "delete replay",
-            |(replays, c, r, d, n)| {
-                replays.remove(key.as_slice())?;
-                remove_all(c, &stale[0])?;
-                remove_all(r, &stale[1])?;
-                remove_all(d, &stale[2])?;
-                remove_all(n, &stale[3])?;
-                Ok(())
-            },
-        )?;
+        self.with_state_removed(&self.replays, &stale, "delete replay", |replays| {
+            replays.remove(key.as_slice())?;
+            Ok(())
+        })?;
         self.flush()
     }
 
     /// Removes every replay of `set` and their state (the set is being deleted). Runs under
     /// the caller's write lock.
     pub(super) fn remove_set_replays(&self, set: &str) -> Result<()> {
-        let records: Vec<sled::IVec> = self
-            .replays
-            .scan_prefix(keys::replays_prefix(set))
-            .keys()
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|e| self.err("scan replays", e))?;
+        let records = self.keys_under(&self.replays, &keys::replays_prefix(set))?;
         let stale = self.state_keys_under(&keys::replay_set_state_prefix(set))?;
-        self.transaction(
-            (
-                &self.replays,
-                &self.cursors,
-                &self.retries,
-                &self.dead_letters,
-                &self.counters,
-            ),
+        self.with_state_removed(
+            &self.replays,
+            &stale,
             "delete the set's replays",
-            |(replays, c, r, d, n)| {
-                remove_all(replays, &records)?;
-                remove_all(c, &stale[0])?;
-                remove_all(r, &stale[1])?;
-                remove_all(d, &stale[2])?;
-                remove_all(n, &stale[3])?;
-                Ok(())
-            },
+            |replays| remove_all(replays, &records),
         )
-    }
-
-    /// The keys under `prefix` in `cursors`, `retries`, `dead_letters` and `counters`, in that
-    /// order. Only meaningful under the write lock.
-    fn state_keys_under(&self, prefix: &[u8]) -> Result<[Vec<sled::IVec>; 4]> {
-        let collect = |tree: &sled::Tree| -> Result<Vec<sled::IVec>> {
-            tree.scan_prefix(prefix)
-                .keys()
-                .map(|k| k.map_err(|e| self.err("scan delivery state", e)))
-                .collect()
-        };
-        Ok([
-            collect(&self.cursors)?,
-            collect(&self.retries)?,
-            collect(&self.dead_letters)?,
-            collect(&self.counters)?,
-        ])
     }
 }
