@@ -426,17 +426,23 @@ impl EventBus {
         })
     }
 
-    /// Applies every event set's retention policy now; returns the records removed per set.
-    pub async fn apply_retention(&self) -> Result<Vec<(String, u64)>> {
-        let sets: Vec<(String, Arc<SetLog>)> = self
+    /// The open event sets, by name (a snapshot: the map's lock is not held afterwards).
+    fn open_sets(&self) -> Vec<(String, Arc<SetLog>)> {
+        let mut sets: Vec<(String, Arc<SetLog>)> = self
             .sets
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        sets.sort_by(|a, b| a.0.cmp(&b.0));
+        sets
+    }
+
+    /// Applies every event set's retention policy now; returns the records removed per set.
+    pub async fn apply_retention(&self) -> Result<Vec<(String, u64)>> {
         let mut out = Vec::new();
-        for (name, set) in sets {
+        for (name, set) in self.open_sets() {
             let before = set.log.first_offset();
             let r = set.log.apply_retention().await?;
             out.push((name, r.first_offset - before));
@@ -798,15 +804,7 @@ impl EventBus {
     /// logged and passed over. Stops between sets once `stop` is set or its sender is gone;
     /// returns whether it went through every set.
     async fn scheduled_retention_pass(&self, stop: &watch::Receiver<bool>) -> bool {
-        let mut sets: Vec<(String, Arc<SetLog>)> = self
-            .sets
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        sets.sort_by(|a, b| a.0.cmp(&b.0));
-        for (name, set) in sets {
+        for (name, set) in self.open_sets() {
             if *stop.borrow() || stop.has_changed().is_err() {
                 return false;
             }
