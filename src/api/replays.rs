@@ -37,23 +37,18 @@ pub struct ReplayList {
     pub replays: Vec<ReplayStatus>,
 }
 
-/// An epoch-ms number or an RFC 3339 string, for `field`.
+/// `field` as epoch ms: read as an event's `time` is ([`crate::event::parse_time`]: epoch
+/// milliseconds, as a number or a string of digits, or RFC 3339), and not before 1970.
 fn time_field(v: &Value, field: &str) -> ApiResult<u64> {
-    let bad = || {
+    let ms = crate::event::parse_time(v)
+        .and_then(|ms| u64::try_from(ms).map_err(|_| format!("time {ms} is before 1970")));
+    ms.map_err(|e| {
         ApiError::invalid(
             INVALID_REPLAY,
             format!("$.{field}"),
-            format!("`{field}` must be epoch milliseconds or an RFC 3339 time"),
+            format!("`{field}`: {e}"),
         )
-    };
-    match v {
-        Value::Number(n) => n.as_u64().ok_or_else(bad),
-        Value::String(s) => chrono::DateTime::parse_from_rfc3339(s)
-            .ok()
-            .and_then(|t| u64::try_from(t.timestamp_millis()).ok())
-            .ok_or_else(bad),
-        _ => Err(bad()),
-    }
+    })
 }
 
 /// List a set's replays with their status.

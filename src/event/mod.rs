@@ -664,7 +664,7 @@ impl<'a> Fields<'a> {
 }
 
 /// Epoch milliseconds from a JSON time value, or the rule it broke.
-fn parse_time(v: &Value) -> std::result::Result<i64, String> {
+pub(crate) fn parse_time(v: &Value) -> std::result::Result<i64, String> {
     const RULE: &str = "must be epoch milliseconds (an integer or a string of digits) or an \
                         RFC 3339 timestamp such as \"2021-03-11T02:42:39.146Z\"";
     match v {
