@@ -400,7 +400,7 @@ async fn drive(
     // The rules' patterns, as they are now.
     let (bus, m) = (inner.bus.clone(), meta.clone());
     let found = blocking(move || {
-        if let Some(why) = missing_binding_static(&bus, &m)? {
+        if let Some(why) = missing_binding(&bus, &m)? {
             return Ok(Err(why));
         }
         let mut patterns = HashMap::new();
@@ -472,7 +472,7 @@ async fn drive(
                     break;
                 }
                 let (bus, m) = (inner.bus.clone(), meta.clone());
-                if let Some(why) = blocking(move || missing_binding_static(&bus, &m)).await? {
+                if let Some(why) = blocking(move || missing_binding(&bus, &m)).await? {
                     failure = Some(why);
                 }
             }
@@ -484,7 +484,7 @@ async fn drive(
                     Ok(Exit::Stopped) => {}
                     Err(e) => {
                         let (bus, m) = (inner.bus.clone(), meta.clone());
-                        if let Some(why) = blocking(move || missing_binding_static(&bus, &m)).await? {
+                        if let Some(why) = blocking(move || missing_binding(&bus, &m)).await? {
                             failure = Some(why);
                             continue;
                         }
@@ -520,7 +520,7 @@ async fn drive(
 }
 
 /// Why a replay cannot go on, if one of its rules or targets is gone or was re-created.
-fn missing_binding_static(
+fn missing_binding(
     bus: &Arc<crate::bus::EventBus>,
     meta: &ReplayMeta,
 ) -> Result<Option<String>> {
