@@ -520,10 +520,7 @@ async fn drive(
 }
 
 /// Why a replay cannot go on, if one of its rules or targets is gone or was re-created.
-fn missing_binding(
-    bus: &Arc<crate::bus::EventBus>,
-    meta: &ReplayMeta,
-) -> Result<Option<String>> {
+fn missing_binding(bus: &Arc<crate::bus::EventBus>, meta: &ReplayMeta) -> Result<Option<String>> {
     let cat = bus.catalog();
     let gone = |e: Error| match e {
         Error::Rejected {
