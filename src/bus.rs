@@ -57,6 +57,11 @@ pub enum Producer {
     Cloud,
     /// An application.
     Custom,
+    /// The bus itself, forwarding events already stored in one of its sets into another
+    /// (`event-set` targets). Like [`Producer::Custom`] it cannot write to `default`, but a
+    /// custom set takes the cloud-service events (`*.cloud.tencent`) it forwards out of
+    /// `default`, which it refuses from applications.
+    Forward,
 }
 
 /// The result of one entry of a put.
@@ -506,7 +511,7 @@ impl EventBus {
             let path = format!("$[{i}]");
             match value
                 .into_event(&path, now, &self.config.event_limits)
-                .and_then(|e| check_set_rules(&e, cloud_set, &path).map(|()| e))
+                .and_then(|e| check_set_rules(&e, cloud_set, producer, &path).map(|()| e))
             {
                 Ok(e) => {
                     results.push(None);
@@ -700,8 +705,13 @@ impl EventBus {
 
 /// The event-set rules on top of event validation: `default` takes only cloud-service events
 /// (source `*.cloud.tencent`, type `product:Category:Name`); custom sets refuse events that
-/// claim a cloud source (spoofing).
-fn check_set_rules(e: &crate::event::Event, cloud_set: bool, path: &str) -> Result<()> {
+/// claim a cloud source (spoofing), except those the bus forwards ([`Producer::Forward`]).
+fn check_set_rules(
+    e: &crate::event::Event,
+    cloud_set: bool,
+    producer: Producer,
+    path: &str,
+) -> Result<()> {
     if cloud_set {
         if !is_cloud_source(&e.source) {
             return Err(Error::rejected(
@@ -727,7 +737,7 @@ fn check_set_rules(e: &crate::event::Event, cloud_set: bool, path: &str) -> Resu
                 ),
             ));
         }
-    } else if is_cloud_source(&e.source) {
+    } else if is_cloud_source(&e.source) && producer != Producer::Forward {
         return Err(Error::rejected(
             RejectKind::Denied,
             "OperationDenied.ReservedSource",

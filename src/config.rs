@@ -114,6 +114,8 @@ pub struct Config {
     pub limits: crate::catalog::CatalogLimits,
     /// Delivery engine tuning.
     pub delivery: DeliveryConfig,
+    /// What `file`, `command` and `event-set` targets may do on this host.
+    pub targets: TargetsConfig,
 }
 
 impl Config {
@@ -144,6 +146,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             limits: crate::catalog::CatalogLimits::default(),
             delivery: DeliveryConfig::default(),
+            targets: TargetsConfig::default(),
         }
     }
 }
@@ -259,6 +262,167 @@ impl Default for DeliveryConfig {
     }
 }
 
+/// Default of `[targets] max_event_set_hops`: how many times one event may be forwarded from
+/// event set to event set by `event-set` targets before it is dead-lettered as a loop.
+pub const DEFAULT_MAX_EVENT_SET_HOPS: u32 = 8;
+/// Default of `[targets.commands.<name>] timeout_ms`: 30 s.
+pub const DEFAULT_COMMAND_TIMEOUT_MS: u64 = 30_000;
+/// Largest command `timeout_ms` (1 hour), in the config and in a target's settings.
+pub const MAX_COMMAND_TIMEOUT_MS: u64 = 3_600_000;
+/// Largest `max_event_set_hops`: CloudEvents extension values are small, and a chain longer
+/// than this is a loop.
+pub const MAX_EVENT_SET_HOPS_LIMIT: u32 = 1_000;
+/// Directory under the data directory that `file` targets write into when
+/// `[targets] file_root` is not set.
+pub const DEFAULT_FILE_ROOT_DIR: &str = "target-files";
+
+/// `[targets]`: what targets created through the API may do on this host. Only the server's
+/// operator decides which programs run and where files go; a target body can only name a
+/// configured program and a path under `file_root`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TargetsConfig {
+    /// The directory `file` targets write under; their `path` is relative to it. Default =
+    /// `<data_dir>/target-files` (see [`TargetsConfig::file_root_in`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_root: Option<PathBuf>,
+    /// How many times one event may be forwarded between event sets by `event-set` targets;
+    /// the forward that would exceed it fails without retry (the event is dead-lettered).
+    /// Default = 8.
+    pub max_event_set_hops: u32,
+    /// `[targets.commands.<name>]`: the programs `command` targets may run, by name. Default =
+    /// none (every `command` target is refused).
+    pub commands: std::collections::BTreeMap<String, CommandConfig>,
+}
+
+impl Default for TargetsConfig {
+    fn default() -> Self {
+        TargetsConfig {
+            file_root: None,
+            max_event_set_hops: DEFAULT_MAX_EVENT_SET_HOPS,
+            commands: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+impl TargetsConfig {
+    /// The directory `file` targets write under, for a server whose data directory is
+    /// `data_dir`: `file_root` if set, else `<data_dir>/target-files`.
+    pub fn file_root_in(&self, data_dir: &std::path::Path) -> PathBuf {
+        self.file_root
+            .clone()
+            .unwrap_or_else(|| data_dir.join(DEFAULT_FILE_ROOT_DIR))
+    }
+
+    /// Checks what serde cannot: command names, absolute programs, timeouts, the hop limit.
+    /// The error names the key (`targets.commands.backup.program`).
+    pub fn validate(&self) -> crate::Result<()> {
+        if !(1..=MAX_EVENT_SET_HOPS_LIMIT).contains(&self.max_event_set_hops) {
+            return Err(crate::Error::invalid(
+                "targets.max_event_set_hops",
+                format!("must be from 1 to {MAX_EVENT_SET_HOPS_LIMIT}"),
+            ));
+        }
+        if let Some(root) = &self.file_root
+            && root.as_os_str().is_empty()
+        {
+            return Err(crate::Error::invalid(
+                "targets.file_root",
+                "must be a directory path (leave it out for <data_dir>/target-files)",
+            ));
+        }
+        for (name, cmd) in &self.commands {
+            if !valid_command_name(name) {
+                return Err(crate::Error::invalid(
+                    format!("targets.commands.{name}"),
+                    "a command name is 1-64 characters of letters, digits, '_', '-' or '.'",
+                ));
+            }
+            cmd.validate(name)?;
+        }
+        Ok(())
+    }
+}
+
+/// True for a name `[targets.commands.<name>]` accepts: 1-64 ASCII letters, digits, `_`, `-`
+/// or `.`.
+pub fn valid_command_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// `[targets.commands.<name>]`: a program a `command` target may run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandConfig {
+    /// Absolute path of the executable (no shell, no `PATH` search).
+    pub program: PathBuf,
+    /// Its arguments. Default = none.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// How long one run may take before the process and its process group are killed, in ms;
+    /// a target's own `timeout_ms` can only shorten it. Default = 30000.
+    #[serde(default = "default_command_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Environment variables, on top of `PATH` (the only variable inherited from the server)
+    /// and the `EVENTBUS_*` variables describing the delivery. Default = none.
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
+}
+
+fn default_command_timeout_ms() -> u64 {
+    DEFAULT_COMMAND_TIMEOUT_MS
+}
+
+impl CommandConfig {
+    /// A command running `program` with no arguments, the default timeout and no extra
+    /// environment.
+    pub fn new(program: impl Into<PathBuf>) -> CommandConfig {
+        CommandConfig {
+            program: program.into(),
+            args: Vec::new(),
+            timeout_ms: DEFAULT_COMMAND_TIMEOUT_MS,
+            env: std::collections::BTreeMap::new(),
+        }
+    }
+
+    fn validate(&self, name: &str) -> crate::Result<()> {
+        let key = |k: &str| format!("targets.commands.{name}.{k}");
+        if !self.program.is_absolute() {
+            return Err(crate::Error::invalid(
+                key("program"),
+                format!(
+                    "must be an absolute path (no PATH search), got {}",
+                    self.program.display()
+                ),
+            ));
+        }
+        if !(1..=MAX_COMMAND_TIMEOUT_MS).contains(&self.timeout_ms) {
+            return Err(crate::Error::invalid(
+                key("timeout_ms"),
+                format!("must be from 1 to {MAX_COMMAND_TIMEOUT_MS} (milliseconds)"),
+            ));
+        }
+        for var in self.env.keys() {
+            if var.is_empty() || var.contains('=') || var.contains('\0') {
+                return Err(crate::Error::invalid(
+                    key("env"),
+                    format!("{var:?} is not a valid environment variable name"),
+                ));
+            }
+            if var.starts_with("EVENTBUS_") {
+                return Err(crate::Error::invalid(
+                    key("env"),
+                    format!("{var:?}: EVENTBUS_* variables are set by the target itself"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Wall-clock time in epoch milliseconds (0 if the clock is before 1970).
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -287,6 +451,59 @@ mod tests {
                 "eventbus.example.toml does not document `{key}`"
             );
         }
+    }
+
+    #[test]
+    fn config_targets_section_parses_commands_with_defaults() {
+        let cfg = Config::from_toml(
+            "data_dir = \"/srv/eb\"\n\
+             [targets]\nmax_event_set_hops = 3\n\
+             [targets.commands.backup]\nprogram = \"/usr/local/bin/backup\"\n\
+             args = [\"--quick\"]\nenv = { BUCKET = \"b\" }\n",
+        )
+        .unwrap();
+        cfg.targets.validate().unwrap();
+        assert_eq!(cfg.targets.max_event_set_hops, 3);
+        let backup = &cfg.targets.commands["backup"];
+        assert_eq!(backup.timeout_ms, DEFAULT_COMMAND_TIMEOUT_MS);
+        assert_eq!(backup.args, ["--quick"]);
+        assert_eq!(backup.env["BUCKET"], "b");
+        assert_eq!(
+            cfg.targets.file_root_in(&cfg.data_dir),
+            PathBuf::from("/srv/eb/target-files")
+        );
+        let cfg = Config::from_toml("[targets]\nfile_root = \"/x\"\n").unwrap();
+        assert_eq!(cfg.targets.file_root_in(&cfg.data_dir), PathBuf::from("/x"));
+        // Typos in a command are named.
+        let e =
+            Config::from_toml("[targets.commands.a]\nprogram = \"/a\"\nargz = []\n").unwrap_err();
+        assert!(e.to_string().contains("argz"), "{e}");
+    }
+
+    #[test]
+    fn config_targets_validation_names_the_key() {
+        let bad = |toml: &str, key: &str| {
+            let cfg = Config::from_toml(toml).unwrap();
+            let e = cfg.targets.validate().unwrap_err();
+            assert!(e.to_string().contains(key), "{toml}: {e}");
+        };
+        bad(
+            "[targets.commands.a]\nprogram = \"relative.sh\"\n",
+            "targets.commands.a.program",
+        );
+        bad(
+            "[targets.commands.a]\nprogram = \"/a\"\ntimeout_ms = 0\n",
+            "targets.commands.a.timeout_ms",
+        );
+        bad(
+            "[targets.commands.a]\nprogram = \"/a\"\nenv = { EVENTBUS_SET = \"x\" }\n",
+            "targets.commands.a.env",
+        );
+        bad(
+            "[targets.commands.\"a b\"]\nprogram = \"/a\"\n",
+            "targets.commands.a b",
+        );
+        bad("[targets]\nmax_event_set_hops = 0\n", "max_event_set_hops");
     }
 
     #[test]

@@ -78,6 +78,8 @@ pub mod api;
 pub mod bus;
 pub mod catalog;
 pub mod cli;
+/// The catalog of official cloud-service events (23 products) and an event simulator.
+pub mod cloud;
 pub mod codec;
 pub mod config;
 pub mod delivery;

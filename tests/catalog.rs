@@ -330,10 +330,13 @@ fn target_valid_body_is_stored_whole() {
     let stored: Value = serde_json::from_str(&t.config).unwrap();
     assert_eq!(stored, http_target("hook"));
     for (ty, settings) in [
-        ("notify", json!({"channels": ["email"]})),
-        ("file", json!({"path": "/tmp/x"})),
-        ("command", json!({"program": "true"})),
-        ("event-set", json!({"set": "other"})),
+        (
+            "notify",
+            json!({"provider": "wecom", "url": "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k"}),
+        ),
+        ("file", json!({"path": "alerts/x.jsonl"})),
+        ("command", json!({"name": "backup"})),
+        ("event-set", json!({"name": "other"})),
     ] {
         let name = format!("t-{}", ty.replace('-', ""));
         let body = json!({"name": name, "type": ty, ty: settings});
@@ -492,7 +495,7 @@ fn target_retry_initial_backoff_must_not_exceed_max() {
     );
     // Against the default max (300 s) when max_backoff_ms is left out.
     assert_target_invalid(
-        json!({"name": "hook", "type": "file", "file": {},
+        json!({"name": "hook", "type": "file", "file": {"path": "hook.jsonl"},
                "retry": {"initial_backoff_ms": 300_001}}),
         "InvalidParameterValue.RetryPolicy",
         "$.retry.initial_backoff_ms",
@@ -540,7 +543,7 @@ fn target_update_merges_patch_validates_and_refuses_rename() {
             "orders",
             "r1",
             "hook",
-            json!({"type": "file", "file": {"path": "/x"}, "http": null}),
+            json!({"type": "file", "file": {"path": "x.jsonl"}, "http": null}),
         )
         .unwrap();
     assert_eq!(t2.target_type, "file");

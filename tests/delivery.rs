@@ -676,7 +676,7 @@ struct Recording {
 impl eventbus::targets::Target for Recording {
     fn send<'a>(
         &'a self,
-        events: &'a [Arc<eventbus::Event>],
+        batch: &'a [eventbus::targets::Outgoing],
     ) -> eventbus::targets::BoxFuture<
         'a,
         Result<eventbus::targets::Delivered, eventbus::targets::SendError>,
@@ -686,7 +686,7 @@ impl eventbus::targets::Target for Recording {
             let fail = log.len() < self.fail_first;
             log.push((
                 tokio::time::Instant::now(),
-                events.iter().map(|e| e.id.clone()).collect(),
+                batch.iter().map(|o| o.event.id.clone()).collect(),
                 !fail,
             ));
             if fail {
@@ -1036,6 +1036,100 @@ async fn delivery_a_batching_target_sends_an_array_even_for_one_event() {
             .to_str()
             .unwrap()
             .starts_with("application/cloudevents-batch+json")
+    );
+    f.engine.shutdown().await;
+}
+
+/// A rule with a transformation: each binding sends the transformation's output instead of the
+/// event; an event its `EtlFilter` drops is settled without a request; an event it cannot be
+/// applied to is dead-lettered with the reason, without retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_rule_transformation_shapes_filters_and_dead_letters() {
+    let f = fixture().await;
+    let rx = Receiver::start().await;
+    f.bus
+        .catalog()
+        .create_rule(
+            SET,
+            RuleSpec {
+                name: "shaped".into(),
+                description: String::new(),
+                pattern: json!({"source": ["shop"]}),
+                enabled: true,
+                transform: Some(json!({
+                    "Extraction": {"ExtractionInputPath": "$.data.msg", "Format": "JSON"},
+                    "EtlFilter": {"Filter": "{\"city\":[{\"prefix\":\"shen\"}]}"},
+                    "Transform": {"OutputStructs": [
+                        {"Key": "where", "Value": "$.city", "ValueType": "JSONPATH"},
+                        {"Key": "level", "Value": "2", "ValueType": "NUMBER"}]}
+                })),
+            },
+        )
+        .unwrap();
+    let id = target(
+        &f.bus,
+        "shaped",
+        "hook",
+        &rx.url("hook"),
+        json!({"dead_letter": {"mode": "dlq"}}),
+    );
+    f.engine.sync().await.unwrap();
+    let ev = |i: usize, data: Value| {
+        json!({"specversion": "1.0", "id": format!("e{i}"), "source": "shop",
+               "type": "t", "data": data})
+    };
+    put(
+        &f.bus,
+        vec![
+            // A JSON string holding an object is parsed by the JSON extraction.
+            ev(0, json!({"msg": "{\"city\":\"shenzhen\"}"})),
+            // Filtered out: never sent, but settled.
+            ev(1, json!({"msg": {"city": "beijing"}})),
+            // The extraction path matches nothing: the transformation fails.
+            ev(2, json!({"other": 1})),
+            ev(3, json!({"msg": {"city": "shenyang"}})),
+        ],
+    )
+    .await;
+    rx.wait_until(20, "2 deliveries", |r| r.accepted("hook").len() >= 2)
+        .await;
+    let s = wait_status(&f, &id, 10, "every event settled", |s| {
+        s.cursor == 4 && s.in_flight == 0
+    })
+    .await;
+    // Requests run concurrently, so they may arrive in either order.
+    let mut bodies: Vec<String> = rx
+        .accepted("hook")
+        .iter()
+        .map(|r| String::from_utf8(r.body.to_vec()).unwrap())
+        .collect();
+    bodies.sort();
+    assert_eq!(
+        bodies,
+        vec![
+            json!({"where": "shenyang", "level": 2}).to_string(),
+            json!({"where": "shenzhen", "level": 2}).to_string()
+        ]
+    );
+    let r = &rx.accepted("hook")[0];
+    assert_eq!(r.headers["content-type"], "application/json");
+    assert_eq!(
+        rx.received("hook").len(),
+        2,
+        "the filtered and failed events send nothing"
+    );
+    assert_eq!(
+        (s.delivered, s.dead_lettered, s.retrying),
+        (3, 1, 0),
+        "{s:?}"
+    );
+    let dead = f.engine.dead_letters(&id, None, 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].event.id, "e2");
+    assert!(
+        dead[0].last_error.contains("transformation failed"),
+        "{:?}",
+        dead[0].last_error
     );
     f.engine.shutdown().await;
 }

@@ -25,6 +25,7 @@ use crate::delivery::Engine;
 
 pub mod auth;
 pub mod body;
+pub mod cloud;
 pub mod error;
 pub mod events;
 pub mod metrics;
@@ -180,6 +181,8 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(replays::get_replay, replays::cancel_replay))
         .routes(routes!(tools::test_pattern))
         .routes(routes!(tools::test_transform))
+        .routes(routes!(cloud::list_catalog))
+        .routes(routes!(cloud::get_catalog_product))
         .split_for_parts()
 }
 

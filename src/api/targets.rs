@@ -1,9 +1,10 @@
 //! `…/rules/{rule}/targets`, one target, its cursor (`seek`) and its dead letters.
 //!
 //! Target reads carry the binding's live `"delivery"` status. Credentials in a target body
-//! (`http.secret`, and header values whose names look like credentials) are replaced by
-//! [`REDACTED`] in every response; a PATCH that sends the placeholder back keeps the stored
-//! value, so read-modify-write round trips do not erase secrets.
+//! (`http.secret`, header values whose names look like credentials, `notify.secret` and the
+//! robot key in a `notify.url`) are replaced by [`REDACTED`] in every response; a PATCH that
+//! sends the placeholder back keeps the stored value, so read-modify-write round trips do not
+//! erase secrets.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -50,9 +51,131 @@ fn redact_url(url: &str) -> Option<String> {
     Some(u.to_string())
 }
 
+/// A `notify` webhook URL as responses show it: the robot's key is in its query (WeCom
+/// `?key=`, DingTalk `?access_token=`) or its path (Lark, Slack), so every query value is
+/// [`REDACTED`], and so is the whole path except for WeCom and DingTalk, whose paths are the
+/// fixed API paths; a password becomes [`REDACTED_URL_PASSWORD`] and a fragment is dropped.
+/// An unparsable URL is [`REDACTED`] whole.
+pub fn redact_notify_url(url: &str, provider: Option<&str>) -> String {
+    let Ok(u) = reqwest::Url::parse(url) else {
+        return REDACTED.into();
+    };
+    let mut out = format!("{}://", u.scheme());
+    if !u.username().is_empty() || u.password().is_some() {
+        out.push_str(u.username());
+        if u.password().is_some() {
+            out.push(':');
+            out.push_str(REDACTED_URL_PASSWORD);
+        }
+        out.push('@');
+    }
+    out.push_str(u.host_str().unwrap_or_default());
+    if let Some(port) = u.port() {
+        out.push_str(&format!(":{port}"));
+    }
+    let path = u.path();
+    if matches!(provider, Some("wecom" | "dingtalk")) || path.is_empty() || path == "/" {
+        out.push_str(path);
+    } else {
+        out.push('/');
+        out.push_str(REDACTED);
+    }
+    if let Some(query) = u.query() {
+        let pairs: Vec<String> = query
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| format!("{}={REDACTED}", p.split('=').next().unwrap_or_default()))
+            .collect();
+        out.push('?');
+        out.push_str(&pairs.join("&"));
+    }
+    out
+}
+
+/// Redacts a `notify` target's webhook URL ([`redact_notify_url`]) and `secret`.
+fn redact_notify(body: &mut Value) {
+    let Some(notify) = body.get_mut("notify").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let provider = notify
+        .get("provider")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    if let Some(Value::String(url)) = notify.get_mut("url") {
+        *url = redact_notify_url(url, provider.as_deref());
+    }
+    if let Some(s) = notify.get_mut("secret")
+        && s.is_string()
+    {
+        *s = Value::String(REDACTED.into());
+    }
+}
+
+/// Removes a `notify` target's placeholders from a merge patch (`stored`: the stored body): a
+/// `secret` of [`REDACTED`] keeps the stored secret; a `url` equal to the stored URL's
+/// redacted form keeps the stored URL; in another URL, redacted query values, a redacted path
+/// and a redacted password are filled in from the stored URL (a placeholder left over is
+/// refused by validation, never stored).
+fn drop_notify_placeholders(patch: &mut Value, stored: &Value) {
+    let Some(notify) = patch.get_mut("notify").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if notify.get("secret").and_then(Value::as_str) == Some(REDACTED) {
+        notify.remove("secret");
+    }
+    let Some(stored_url) = stored.pointer("/notify/url").and_then(Value::as_str) else {
+        return;
+    };
+    let provider = stored.pointer("/notify/provider").and_then(Value::as_str);
+    let Some(Value::String(url)) = notify.get_mut("url") else {
+        return;
+    };
+    if !url.contains(REDACTED) && !url.contains(REDACTED_URL_PASSWORD) {
+        return;
+    }
+    if *url == redact_notify_url(stored_url, provider) {
+        notify.remove("url");
+    } else if let Some(restored) = restore_url(url, stored_url) {
+        *url = restored;
+    }
+}
+
+/// `url` with its redacted parts taken from `stored`: the password, a path holding the
+/// placeholder, and query values that are the placeholder (by name).
+fn restore_url(url: &str, stored: &str) -> Option<String> {
+    const ENCODED: &str = "%3Credacted%3E";
+    let mut u = reqwest::Url::parse(url).ok()?;
+    let s = reqwest::Url::parse(stored).ok()?;
+    if u.password() == Some(REDACTED_URL_PASSWORD) {
+        u.set_password(s.password()).ok()?;
+    }
+    if u.path().contains(ENCODED) {
+        u.set_path(s.path());
+    }
+    if u.query_pairs().any(|(_, v)| v == REDACTED) {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if v == REDACTED {
+                    s.query_pairs()
+                        .find(|(sk, _)| *sk == k)
+                        .map_or(v.clone(), |(_, sv)| sv)
+                } else {
+                    v
+                };
+                (k.into_owned(), v.into_owned())
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    Some(u.to_string())
+}
+
 /// Replaces credentials in a target body by [`REDACTED`] (a URL's password by
-/// [`REDACTED_URL_PASSWORD`]).
+/// [`REDACTED_URL_PASSWORD`]): `http.secret`, credential-like `http.headers`, an `http.url`
+/// password, and a `notify` target's webhook URL key and `secret` ([`redact_notify_url`]).
 pub fn redact(body: &mut Value) {
+    redact_notify(body);
     let Some(http) = body.get_mut("http").and_then(Value::as_object_mut) else {
         return;
     };
@@ -189,6 +312,8 @@ pub async fn create_target(
     JsonBody(body): JsonBody<Value>,
 ) -> ApiResult<Response> {
     caller.require_admin()?;
+    // What only the server knows: a `command` target must name a configured program.
+    st.inner.engine.target_env().check(&body)?;
     let meta = blocking(&st, move |bus| {
         bus.catalog().create_target(&set, &rule, body)
     })
@@ -227,6 +352,7 @@ pub async fn update_target(
     JsonBody(mut patch): JsonBody<Value>,
 ) -> ApiResult<Json<TargetView>> {
     caller.require_admin()?;
+    let env = st.inner.engine.target_env().clone();
     let meta = blocking(&st, move |bus| {
         let cat = bus.catalog();
         let stored: Value = serde_json::from_str(&cat.get_target(&set, &rule, &target)?.config)
@@ -235,6 +361,11 @@ pub async fn update_target(
             &mut patch,
             stored.pointer("/http/url").and_then(Value::as_str),
         );
+        drop_notify_placeholders(&mut patch, &stored);
+        // The body as it would be stored, against what only the server knows.
+        let mut merged = stored;
+        crate::catalog::merge_patch(&mut merged, &patch);
+        env.check(&merged)?;
         cat.update_target(&set, &rule, &target, patch)
     })
     .await?;
@@ -444,6 +575,94 @@ mod tests {
         let mut b = json!({"http":{"url":"http://user:pa55@127.0.0.1:9/hook"}});
         redact(&mut b);
         assert_eq!(b["http"]["url"], "http://user:***@127.0.0.1:9/hook");
+    }
+
+    #[test]
+    fn redact_hides_notify_keys_and_secret() {
+        let cases = [
+            (
+                "wecom",
+                "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=693a91f6-7xxx",
+                "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=<redacted>",
+            ),
+            (
+                "dingtalk",
+                "https://oapi.dingtalk.com/robot/send?access_token=abc123&x=1",
+                "https://oapi.dingtalk.com/robot/send?access_token=<redacted>&x=<redacted>",
+            ),
+            (
+                "lark",
+                "https://open.feishu.cn/open-apis/bot/v2/hook/abc123",
+                "https://open.feishu.cn/<redacted>",
+            ),
+            (
+                "slack",
+                "https://hooks.slack.com/services/T000/B000/abc123",
+                "https://hooks.slack.com/<redacted>",
+            ),
+            (
+                "slack",
+                "http://u:abc123@127.0.0.1:9000/services/T0/B0/abc123?k=abc123#frag",
+                "http://u:***@127.0.0.1:9000/<redacted>?k=<redacted>",
+            ),
+        ];
+        for (provider, url, shown) in cases {
+            let mut b = json!({"name": "t", "type": "notify",
+                "notify": {"provider": provider, "url": url, "secret": "SECabc123",
+                    "template": "${subject}"}});
+            redact(&mut b);
+            assert!(!b.to_string().contains("abc123"), "{b}");
+            assert_eq!(b["notify"]["url"], shown);
+            assert_eq!(b["notify"]["secret"], REDACTED);
+            assert_eq!(b["notify"]["template"], "${subject}");
+        }
+        assert_eq!(
+            redact_notify_url("not a url abc123", Some("wecom")),
+            REDACTED
+        );
+    }
+
+    #[test]
+    fn notify_placeholders_in_a_patch_keep_stored_values() {
+        let stored = json!({"notify": {"provider": "wecom",
+            "url": "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k3y", "secret": "s"}});
+        // The body as read, sent back with one change.
+        let mut read = stored.clone();
+        redact(&mut read);
+        let mut p = json!({"notify": read["notify"].clone()});
+        p["notify"]["format"] = json!("markdown");
+        drop_notify_placeholders(&mut p, &stored);
+        assert_eq!(
+            p,
+            json!({"notify": {"provider": "wecom", "format": "markdown"}})
+        );
+        // A changed URL keeps the stored key where it still shows the placeholder.
+        let mut p = json!({"notify": {
+            "url": "https://new.example.com/cgi-bin/webhook/send?key=<redacted>&debug=1"}});
+        drop_notify_placeholders(&mut p, &stored);
+        assert_eq!(
+            p["notify"]["url"],
+            "https://new.example.com/cgi-bin/webhook/send?key=k3y&debug=1"
+        );
+        // Lark and Slack: the path is the key.
+        let stored = json!({"notify": {"provider": "slack",
+            "url": "https://hooks.slack.com/services/T0/B0/s3cr3t"}});
+        let mut p = json!({"notify": {"url": "https://hooks.slack.com/<redacted>"}});
+        drop_notify_placeholders(&mut p, &stored);
+        assert_eq!(p, json!({"notify": {}}));
+        let mut p = json!({"notify": {"url": "http://proxy:8080/<redacted>"}});
+        drop_notify_placeholders(&mut p, &stored);
+        assert_eq!(
+            p["notify"]["url"],
+            "http://proxy:8080/services/T0/B0/s3cr3t"
+        );
+        // A new URL is left alone.
+        let mut p = json!({"notify": {"url": "https://hooks.slack.com/services/T1/B1/new"}});
+        drop_notify_placeholders(&mut p, &stored);
+        assert_eq!(
+            p["notify"]["url"],
+            "https://hooks.slack.com/services/T1/B1/new"
+        );
     }
 
     #[test]

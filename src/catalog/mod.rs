@@ -678,6 +678,7 @@ impl Catalog {
     /// Creates a target on `set`/`rule` from a target body (INTERFACE.md "Target body").
     pub fn create_target(&self, set: &str, rule: &str, body: Value) -> Result<TargetMeta> {
         let (name, target_type) = validate_target_body(&body)?;
+        check_not_own_set(set, &body)?;
         let config = to_json_text(&body)?;
 
         let _guard = self.lock();
@@ -773,6 +774,7 @@ impl Catalog {
             .map_err(|e| Error::Codec(format!("stored target body: {e}")))?;
         merge_patch(&mut body, &patch);
         let (_, target_type) = validate_target_body(&body)?;
+        check_not_own_set(set, &body)?;
         meta.config = to_json_text(&body)?;
         meta.target_type = target_type;
         meta.updated_ms = now_ms().max(meta.created_ms);
@@ -1092,6 +1094,16 @@ fn validate_transform(transform: Option<&Value>) -> Result<Option<String>> {
     }
 }
 
+/// Refuses an `event-set` target putting into its own rule's set (`$.event-set.name`): every
+/// event it forwards would match the rule again. Longer loops are cut by the hop limit.
+fn check_not_own_set(set: &str, body: &Value) -> Result<()> {
+    if body.get("type").and_then(Value::as_str) == Some("event-set") {
+        let settings = body.get("event-set").unwrap_or(&Value::Null);
+        crate::targets::event_set::EventSetSettings::parse(settings)?.check_not_own_set(set)?;
+    }
+    Ok(())
+}
+
 /// Checks a target body; returns its (name, type).
 fn validate_target_body(body: &Value) -> Result<(String, String)> {
     let Some(obj) = body.as_object() else {
@@ -1366,7 +1378,7 @@ fn deny_cloud(meta: &EventSetMeta) -> Result<()> {
 }
 
 /// RFC 7386 JSON merge patch.
-fn merge_patch(target: &mut Value, patch: &Value) {
+pub(crate) fn merge_patch(target: &mut Value, patch: &Value) {
     let Value::Object(patch) = patch else {
         *target = patch.clone();
         return;

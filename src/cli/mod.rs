@@ -14,7 +14,9 @@ pub mod pattern;
 pub mod put;
 pub mod replay;
 pub mod serve;
+pub mod simulate;
 pub mod tail;
+pub mod transform;
 
 /// eventbus: a durable, embedded event bus for cloud-service events.
 #[derive(Debug, Parser)]
@@ -39,6 +41,8 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Event patterns offline: `pattern check` matches JSON lines of {pattern, event}.
     Pattern(pattern::PatternArgs),
+    /// Transformations offline: `transform check` applies JSON lines of {transform, event}.
+    Transform(transform::TransformArgs),
     /// Put events (a JSON object, an array, or JSON lines) into an event set on a server.
     Put(put::PutArgs),
     /// Follow an event set's new events live, one JSON line per event.
@@ -55,6 +59,12 @@ pub enum Command {
     Events(events::EventsArgs),
     /// Replay a window of stored events to rules' targets; follow, list and cancel replays.
     Replay(replay::ReplayArgs),
+    /// Put realistic official cloud-service events into `default` on a server; `--list`
+    /// prints the catalog of 23 products offline.
+    ///
+    /// Events of the built-in catalog (CVM, MySQL, Redis, CKafka, Oceanus, …), e.g.
+    /// `eventbus simulate --product cvm --count 5`; see the examples below.
+    Simulate(simulate::SimulateArgs),
 }
 
 /// Entry point used by the binary.
@@ -69,6 +79,7 @@ pub fn main() -> ExitCode {
         Command::Inspect(a) => inspect::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Pattern(a) => pattern::run(a),
+        Command::Transform(a) => transform::run(a),
         Command::Put(a) => put::run(a),
         Command::Tail(a) => tail::run(a),
         Command::Sets(a) => manage::run_sets(a),
@@ -77,6 +88,7 @@ pub fn main() -> ExitCode {
         Command::DeadLetters(a) => manage::run_dead_letters(a),
         Command::Events(a) => events::run(a),
         Command::Replay(a) => replay::run(a),
+        Command::Simulate(a) => simulate::run(a),
     };
     match result {
         Ok(code) => code,

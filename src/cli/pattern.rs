@@ -103,7 +103,7 @@ pub fn check(
 }
 
 /// A field given as a JSON value or as a string of JSON text.
-fn json_field(v: &Value, name: &str) -> Result<Value, String> {
+pub(crate) fn json_field(v: &Value, name: &str) -> Result<Value, String> {
     match v {
         Value::String(text) => serde_json::from_str(text)
             .map_err(|e| format!("{name}: a string must hold JSON text: {e}")),

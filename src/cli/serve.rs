@@ -29,6 +29,7 @@ use crate::bus::{BusConfig, EventBus};
 use crate::config::{Config, LogFormat, PersistPolicy, parse_persist};
 use crate::delivery::{Engine, EngineOptions};
 use crate::event::EventLimits;
+use crate::targets::TargetEnv;
 
 /// Arguments of `serve`.
 #[derive(Debug, Args)]
@@ -110,7 +111,20 @@ pub fn resolve_config(args: &ServeArgs, log_json: bool) -> anyhow::Result<Config
     if cfg.max_body_bytes < 1024 {
         bail!("max_body_bytes must be at least 1024");
     }
+    cfg.targets.validate().context("in [targets]")?;
     Ok(cfg)
+}
+
+/// What `file`, `command` and `event-set` targets get from the configuration: the file root
+/// (default `<data_dir>/target-files`), the configured commands and the hop limit. The engine
+/// adds the sink.
+pub fn target_env(cfg: &Config) -> TargetEnv {
+    TargetEnv {
+        commands: Arc::new(cfg.targets.commands.clone()),
+        file_root: Some(cfg.targets.file_root_in(&cfg.data_dir)),
+        max_event_set_hops: cfg.targets.max_event_set_hops,
+        ..TargetEnv::default()
+    }
 }
 
 /// Refuses to expose an unauthenticated server beyond this machine.
@@ -179,6 +193,7 @@ async fn serve(cfg: Config, auth: Auth) -> anyhow::Result<ExitCode> {
             trace_retention: Duration::from_secs(
                 cfg.delivery.trace_retention_hours.saturating_mul(3600),
             ),
+            target_env: target_env(&cfg),
             ..EngineOptions::default()
         },
     ));
@@ -337,5 +352,44 @@ mod tests {
         std::fs::write(&path, "listne = \"x\"\n").unwrap();
         let e = resolve_config(&args, false).unwrap_err();
         assert!(format!("{e:#}").contains("listne"), "{e:#}");
+    }
+
+    #[test]
+    fn the_targets_section_reaches_the_target_env_and_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("eventbus.toml");
+        std::fs::write(
+            &path,
+            "data_dir = \"/srv/eb\"\n[targets]\nmax_event_set_hops = 4\n\
+             [targets.commands.backup]\nprogram = \"/usr/local/bin/backup\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            data_dir: None,
+            listen: None,
+            config: Some(path.clone()),
+            persist: None,
+            max_body_bytes: None,
+            log_format: None,
+            worker_threads: None,
+            retention_interval_secs: None,
+        };
+        let env = target_env(&resolve_config(&args, false).unwrap());
+        assert_eq!(env.max_event_set_hops, 4);
+        assert_eq!(
+            env.file_root.as_deref(),
+            Some(std::path::Path::new("/srv/eb/target-files"))
+        );
+        assert!(env.commands.contains_key("backup"));
+        std::fs::write(
+            &path,
+            "[targets.commands.backup]\nprogram = \"backup.sh\"\n",
+        )
+        .unwrap();
+        let e = resolve_config(&args, false).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("targets.commands.backup.program"),
+            "{e:#}"
+        );
     }
 }

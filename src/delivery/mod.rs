@@ -26,6 +26,7 @@ mod committer;
 mod dispatcher;
 mod replay;
 pub mod retry;
+mod sink;
 mod trace;
 mod worker;
 
@@ -44,7 +45,8 @@ use crate::catalog::{BindingId, DeadLetter, TargetMeta, delivery_settings};
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::pattern::Pattern;
-use crate::targets::Target;
+use crate::targets::{Target, TargetEnv};
+use crate::transform::Transform;
 
 pub use replay::{INVALID_REPLAY, ReplayBindingStatus, ReplayRequest, ReplayStatus};
 pub use retry::RetryPolicy;
@@ -71,6 +73,10 @@ pub struct EngineOptions {
     pub restart_delay: Duration,
     /// Builds targets; `None` = [`crate::targets::build`] on the stored body. Default = None.
     pub target_factory: Option<TargetFactory>,
+    /// What targets built from stored bodies get from the server (e.g. the programs `command`
+    /// targets may run). Its `sink` is filled in by the engine (puts into this bus) when
+    /// left empty. Default = nothing configured.
+    pub target_env: TargetEnv,
     /// Record every delivery attempt in the events' linkage traces. Default = true.
     pub trace: bool,
     /// How long traces are kept (by the events' ingest time). Default = 3 days.
@@ -86,6 +92,7 @@ impl Default for EngineOptions {
             drain_timeout: Duration::from_secs(5),
             restart_delay: Duration::from_secs(1),
             target_factory: None,
+            target_env: TargetEnv::default(),
             trace: true,
             trace_retention: DEFAULT_TRACE_RETENTION,
         }
@@ -107,10 +114,21 @@ impl std::fmt::Debug for EngineOptions {
             .field("drain_timeout", &self.drain_timeout)
             .field("restart_delay", &self.restart_delay)
             .field("target_factory", &self.target_factory.is_some())
+            .field("target_env", &self.target_env)
             .field("trace", &self.trace)
             .field("trace_retention", &self.trace_retention)
             .finish()
     }
+}
+
+/// Compiles a rule's stored transformation (JSON text), if it has one.
+fn compile_transform(text: Option<&str>) -> Result<Option<Arc<Transform>>> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let spec: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| Error::Codec(format!("stored transformation: {e}")))?;
+    Ok(Some(Arc::new(Transform::compile(&spec)?)))
 }
 
 /// A matched event on its way to a target.
@@ -324,6 +342,8 @@ impl State {
 struct Inner {
     bus: Arc<EventBus>,
     opts: EngineOptions,
+    /// `opts.target_env` with its sink filled in.
+    target_env: TargetEnv,
     clock: Clock,
     committer: mpsc::UnboundedSender<committer::CommitRequest>,
     state: tokio::sync::Mutex<State>,
@@ -359,14 +379,20 @@ struct Wanted {
     id: BindingId,
     meta: TargetMeta,
     pattern_text: String,
+    /// The rule's transformation (JSON text), if it has one.
+    transform_text: Option<String>,
     enabled: bool,
 }
 
 impl Wanted {
     fn fingerprint(&self) -> String {
         format!(
-            "{}\u{1}{}\u{1}{}\u{1}{}",
-            self.pattern_text, self.enabled, self.meta.config, self.meta.created_ms
+            "{}\u{1}{}\u{1}{}\u{1}{}\u{1}{}",
+            self.pattern_text,
+            self.transform_text.as_deref().unwrap_or(""),
+            self.enabled,
+            self.meta.config,
+            self.meta.created_ms
         )
     }
 }
@@ -377,9 +403,17 @@ impl Engine {
     pub fn start(bus: Arc<EventBus>, opts: EngineOptions) -> Engine {
         let (ctx, crx) = mpsc::unbounded_channel();
         let committer = tokio::spawn(committer::run(bus.clone(), crx));
+        let mut target_env = opts.target_env.clone();
+        if target_env.sink.is_none() {
+            target_env.sink = Some(Arc::new(sink::BusSink::new(&bus)));
+        }
+        if target_env.file_root.is_none() {
+            target_env.file_root = Some(bus.data_dir().join(crate::config::DEFAULT_FILE_ROOT_DIR));
+        }
         let inner = Arc::new(Inner {
             bus,
             opts,
+            target_env,
             clock: Clock::new(),
             committer: ctx,
             state: tokio::sync::Mutex::new(State::default()),
@@ -421,6 +455,13 @@ impl Engine {
     /// once the bindings match it.
     pub async fn sync(&self) -> Result<()> {
         self.inner.reconcile().await
+    }
+
+    /// What targets built by this engine get from the server (configured commands, the file
+    /// root, the hop limit, the sink), so the API can check a target body against it
+    /// ([`TargetEnv::check`]) before storing it.
+    pub fn target_env(&self) -> &TargetEnv {
+        &self.inner.target_env
     }
 
     /// The delivery status of a binding.
@@ -735,6 +776,7 @@ impl Inner {
                         out.push(Wanted {
                             id: BindingId::new(&set.name, &rule.name, &t.name),
                             pattern_text: rule.pattern.clone(),
+                            transform_text: rule.transform.clone(),
                             enabled: rule.enabled,
                             meta: t,
                         });
@@ -902,8 +944,9 @@ impl Inner {
             .map_err(|e| Error::Codec(format!("stored target body: {e}")))?;
         let target = match &self.opts.target_factory {
             Some(f) => f(&w.meta)?,
-            None => crate::targets::build(&body)?,
+            None => crate::targets::build(&body, &self.target_env.for_binding(&w.id))?,
         };
+        let transform = compile_transform(w.transform_text.as_deref())?;
         let mut settings = delivery_settings(&body);
         if !target.supports_batches() {
             settings.batch_max_events = 1;
@@ -917,6 +960,7 @@ impl Inner {
             target,
             settings,
             pattern,
+            transform,
             created_ms: w.meta.created_ms,
             dispatcher: dispatch.map(|d| d.tx.clone()),
             committer: self.committer.clone(),

@@ -28,6 +28,7 @@ use crate::catalog::{BindingId, ReplayBinding, ReplayMeta, ReplayState, delivery
 use crate::error::{Error, RejectKind, Result};
 use crate::pattern::Pattern;
 use crate::store::ReadOutcome;
+use crate::transform::Transform;
 
 /// Error code of a bad replay window or rule list.
 pub const INVALID_REPLAY: &str = "InvalidParameterValue.Replay";
@@ -317,7 +318,7 @@ impl Inner {
 fn count_window(
     inner: &Inner,
     meta: &ReplayMeta,
-    patterns: &HashMap<String, Arc<Pattern>>,
+    patterns: &HashMap<String, RuleCode>,
     quit: &AtomicBool,
 ) -> Result<Option<u64>> {
     let mut per_rule: HashMap<&str, u64> = HashMap::new();
@@ -333,8 +334,8 @@ fn count_window(
             return Ok(None);
         }
         let json = rec.event.to_json();
-        for (rule, p) in patterns {
-            if p.matches(&json) {
+        for (rule, code) in patterns {
+            if code.pattern.matches(&json) {
                 *per_rule.entry(rule.as_str()).or_default() += 1;
             }
         }
@@ -408,7 +409,14 @@ async fn drive(
             let rule = bus.catalog().get_rule(&m.set, r)?;
             let p = Pattern::parse_str(&rule.pattern)
                 .map_err(|e| Error::Codec(format!("stored pattern: {}", e.message)))?;
-            patterns.insert(r.clone(), Arc::new(p));
+            let transform = super::compile_transform(rule.transform.as_deref())?;
+            patterns.insert(
+                r.clone(),
+                RuleCode {
+                    pattern: Arc::new(p),
+                    transform,
+                },
+            );
         }
         Ok(Ok(patterns))
     })
@@ -550,12 +558,19 @@ fn missing_binding(bus: &Arc<crate::bus::EventBus>, meta: &ReplayMeta) -> Result
     Ok(None)
 }
 
+/// A rule's pattern and transformation, compiled when a replay's runner starts.
+#[derive(Clone)]
+struct RuleCode {
+    pattern: Arc<Pattern>,
+    transform: Option<Arc<Transform>>,
+}
+
 /// Starts the worker of binding `i`; returns its stop switch.
 async fn start_worker(
     inner: &Arc<Inner>,
     meta: &ReplayMeta,
     i: usize,
-    patterns: &HashMap<String, Arc<Pattern>>,
+    patterns: &HashMap<String, RuleCode>,
     workers: &mut JoinSet<(usize, std::result::Result<Exit, String>)>,
 ) -> Result<watch::Sender<bool>> {
     let b = &meta.bindings[i];
@@ -571,13 +586,18 @@ async fn start_worker(
         .map_err(|e| Error::Codec(format!("stored target body: {e}")))?;
     let target = match &inner.opts.target_factory {
         Some(f) => f(&target_meta)?,
-        None => crate::targets::build(&body)?,
+        None => crate::targets::build(
+            &body,
+            &inner
+                .target_env
+                .for_binding(&BindingId::new(&meta.set, &b.rule, &b.target)),
+        )?,
     };
     let mut settings = delivery_settings(&body);
     if !target.supports_batches() {
         settings.batch_max_events = 1;
     }
-    let pattern = patterns
+    let RuleCode { pattern, transform } = patterns
         .get(&b.rule)
         .cloned()
         .ok_or_else(|| Error::Codec(format!("no pattern for rule {:?}", b.rule)))?;
@@ -591,6 +611,7 @@ async fn start_worker(
         target,
         settings,
         pattern,
+        transform,
         created_ms: b.target_created_ms,
         dispatcher: None,
         committer: inner.committer.clone(),

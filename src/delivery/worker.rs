@@ -30,7 +30,8 @@ use crate::catalog::{
 use crate::event::Event;
 use crate::pattern::Pattern;
 use crate::store::{LogReader, ReadOutcome};
-use crate::targets::{Delivered, SendError, Target};
+use crate::targets::{Delivered, Outgoing, SendError, Target};
+use crate::transform::Transform;
 
 use super::committer::{CommitRequest, CommitResult};
 use super::dispatcher::{self, Feed};
@@ -56,6 +57,8 @@ pub struct WorkerConfig {
     pub target: Arc<dyn Target>,
     pub settings: DeliverySettings,
     pub pattern: Arc<Pattern>,
+    /// The rule's transformation, applied to each event just before it is sent.
+    pub transform: Option<Arc<Transform>>,
     /// Creation time of the target: where `"start": "latest"` begins.
     pub created_ms: u64,
     /// The set's shared tail reader, when reads are shared.
@@ -701,24 +704,73 @@ impl Worker {
     }
 
     fn spawn(&mut self, in_flight: &mut JoinSet<Sent>, batch: Vec<Item>) {
+        let (batch, outgoing) = match self.cfg.transform.clone() {
+            None => {
+                let outgoing = batch
+                    .iter()
+                    .map(|i| Outgoing::plain(i.m.event.clone()))
+                    .collect();
+                (batch, outgoing)
+            }
+            Some(t) => self.transform_batch(&t, batch),
+        };
+        if batch.is_empty() {
+            return;
+        }
         let target = self.cfg.target.clone();
+        self.begin(&batch);
+        let stats = self.cfg.stats.clone();
+        let started_ms = self.cfg.clock.now_ms();
+        in_flight.spawn(async move {
+            let started = std::time::Instant::now();
+            let result = target.send(&outgoing).await;
+            let took = started.elapsed();
+            stats.latency.observe(took);
+            let latency_us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+            (batch, result, started_ms, latency_us)
+        });
+    }
+
+    /// Counts `batch` as in flight ([`Worker::on_sent`] counts it out).
+    fn begin(&mut self, batch: &[Item]) {
         self.in_flight_batches += 1;
         self.in_flight_retries += batch.iter().filter(|i| i.retry).count();
         self.cfg
             .stats
             .in_flight
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        let stats = self.cfg.stats.clone();
-        let started_ms = self.cfg.clock.now_ms();
-        in_flight.spawn(async move {
-            let events: Vec<Arc<Event>> = batch.iter().map(|i| i.m.event.clone()).collect();
-            let started = std::time::Instant::now();
-            let result = target.send(&events).await;
-            let took = started.elapsed();
-            stats.latency.observe(took);
-            let latency_us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-            (batch, result, started_ms, latency_us)
-        });
+    }
+
+    /// Applies the rule's transformation to every event of `batch`, returning the events to
+    /// send with their outputs. The others are settled here, each as its own attempt:
+    /// an event the transformation's `EtlFilter` drops counts as delivered (the rule does
+    /// not want it sent; there is nothing to retry), and one it cannot be applied to fails
+    /// without retry (the same event fails the same way again) and goes to its dead-letter
+    /// handling with the reason.
+    fn transform_batch(&mut self, t: &Transform, batch: Vec<Item>) -> (Vec<Item>, Vec<Outgoing>) {
+        let now_ms = self.cfg.clock.now_ms();
+        let mut keep = Vec::with_capacity(batch.len());
+        let mut outgoing = Vec::with_capacity(batch.len());
+        for item in batch {
+            let settled = match t.apply(&item.m.event.to_json(), now_ms) {
+                Ok(Some(output)) => {
+                    outgoing.push(Outgoing::transformed(item.m.event.clone(), output));
+                    keep.push(item);
+                    continue;
+                }
+                Ok(None) => Ok(Delivered::default()),
+                Err(e) => Err(SendError {
+                    retryable: false,
+                    retry_after: None,
+                    status: None,
+                    message: format!("transformation failed: {e}"),
+                }),
+            };
+            let one = vec![item];
+            self.begin(&one);
+            self.on_sent(one, settled, now_ms, 0);
+        }
+        (keep, outgoing)
     }
 
     /// Notes one attempt of `item` in its trace (when traces are on).

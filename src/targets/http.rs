@@ -43,10 +43,11 @@ use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::{BoxFuture, Delivered, SendError, Target};
+use super::{BoxFuture, Delivered, Outgoing, SendError, Target};
 use crate::catalog::codes::INVALID_TARGET_DESCRIPTION;
 use crate::error::{Error, RejectKind, Result};
 use crate::event::Event;
+use crate::transform::Output;
 
 /// Default of `timeout_ms`: long enough for a slow receiver, short enough that one stuck
 /// receiver does not hold a binding for long.
@@ -80,6 +81,8 @@ const CT_CLOUDEVENT: &str = "application/cloudevents+json; charset=utf-8";
 const CT_CLOUDEVENT_BATCH: &str = "application/cloudevents-batch+json; charset=utf-8";
 /// Content type of `data` when the event does not name one.
 const CT_JSON: &str = "application/json";
+/// Content type of a transformation's text output.
+const CT_TEXT: &str = "text/plain; charset=utf-8";
 
 /// Settings members; anything else is refused so a typo (`"secrets"`) cannot silently turn
 /// signing off.
@@ -321,7 +324,8 @@ impl fmt::Debug for HttpSettings {
     }
 }
 
-fn refuse(path: &str, message: impl Into<String>) -> Error {
+/// A refusal of a target setting (`InvalidParameterValue.TargetDescription` at `path`).
+pub(crate) fn refuse(path: &str, message: impl Into<String>) -> Error {
     Error::rejected(
         RejectKind::Invalid,
         INVALID_TARGET_DESCRIPTION,
@@ -331,21 +335,26 @@ fn refuse(path: &str, message: impl Into<String>) -> Error {
 }
 
 fn parse_url(v: Option<&Value>) -> Result<Url> {
-    const PATH: &str = "$.http.url";
+    parse_url_at(v, "$.http.url")
+}
+
+/// Reads a required `http://` or `https://` URL with a host; refusals name `path` and never
+/// repeat the URL (it may hold credentials).
+pub(crate) fn parse_url_at(v: Option<&Value>, path: &str) -> Result<Url> {
     let Some(v) = v else {
-        return Err(refuse(PATH, "\"url\" is required"));
+        return Err(refuse(path, "\"url\" is required"));
     };
     let Some(s) = v.as_str() else {
-        return Err(refuse(PATH, "\"url\" must be a string"));
+        return Err(refuse(path, "\"url\" must be a string"));
     };
     // The parse error names the rule broken, never the URL text (which may hold credentials).
     let url =
-        Url::parse(s).map_err(|e| refuse(PATH, format!("\"url\" is not a valid URL: {e}")))?;
+        Url::parse(s).map_err(|e| refuse(path, format!("\"url\" is not a valid URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(refuse(PATH, "\"url\" must be an http:// or https:// URL"));
+        return Err(refuse(path, "\"url\" must be an http:// or https:// URL"));
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(refuse(PATH, "\"url\" must name a host"));
+        return Err(refuse(path, "\"url\" must name a host"));
     }
     Ok(url)
 }
@@ -414,6 +423,28 @@ fn parse_headers(v: &Value) -> Result<HeaderMap> {
     Ok(headers)
 }
 
+/// The HTTP client of a webhook-style target (`what` names it in the error): rustls, the
+/// whole-request `timeout`, no redirects, a pool sized for `max_in_flight`.
+pub(crate) fn client(timeout: Duration, what: &str) -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .timeout(timeout)
+        // A redirect is the receiver's configuration problem: following it would send the
+        // events (and their signature) somewhere nobody configured.
+        .redirect(reqwest::redirect::Policy::none())
+        .tcp_nodelay(true)
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+        .user_agent(USER_AGENT)
+        .build()
+        .map_err(|e| {
+            Error::Unsupported(format!(
+                "cannot build the HTTP client for {what}: {}",
+                e.without_url()
+            ))
+        })
+}
+
 /// Delivers events to one webhook URL. One connection pool per target.
 #[derive(Debug)]
 pub struct HttpTarget {
@@ -427,23 +458,7 @@ pub struct HttpTarget {
 impl HttpTarget {
     /// Builds the target and its HTTP client (rustls, the settings' timeout, no redirects).
     pub fn new(settings: HttpSettings) -> Result<HttpTarget> {
-        let client = reqwest::Client::builder()
-            .use_rustls_tls()
-            .timeout(settings.timeout)
-            // A redirect is the receiver's configuration problem: following it would send the
-            // events (and their signature) somewhere nobody configured.
-            .redirect(reqwest::redirect::Policy::none())
-            .tcp_nodelay(true)
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
-            .user_agent(USER_AGENT)
-            .build()
-            .map_err(|e| {
-                Error::Unsupported(format!(
-                    "cannot build the HTTP client for an http target: {}",
-                    e.without_url()
-                ))
-            })?;
+        let client = client(settings.timeout, "an http target")?;
         Ok(HttpTarget {
             settings,
             client,
@@ -463,15 +478,20 @@ impl HttpTarget {
         &self.settings
     }
 
-    async fn deliver(&self, events: &[Arc<Event>]) -> std::result::Result<Delivered, SendError> {
-        if events.is_empty() {
+    async fn deliver(&self, batch: &[Outgoing]) -> std::result::Result<Delivered, SendError> {
+        if batch.is_empty() {
             return Ok(Delivered::default());
         }
         let Rendered {
             body,
             mut headers,
             webhook_id,
-        } = render(self.settings.mode, self.batched, events)?;
+        } = if batch.iter().any(|o| o.output.is_some()) {
+            render_transformed(self.batched, batch)
+        } else {
+            let events: Vec<Arc<Event>> = batch.iter().map(|o| o.event.clone()).collect();
+            render(self.settings.mode, self.batched, &events)?
+        };
         for (name, value) in &self.settings.headers {
             headers.append(name.clone(), value.clone());
         }
@@ -508,9 +528,9 @@ impl HttpTarget {
 impl Target for HttpTarget {
     fn send<'a>(
         &'a self,
-        events: &'a [Arc<Event>],
+        batch: &'a [Outgoing],
     ) -> BoxFuture<'a, std::result::Result<Delivered, SendError>> {
-        Box::pin(self.deliver(events))
+        Box::pin(self.deliver(batch))
     }
 
     fn supports_batches(&self) -> bool {
@@ -527,6 +547,40 @@ struct Rendered {
     /// The Standard Webhooks message id (already a valid header value): the event id for one
     /// event, a digest of the ids for a batch, so a retry of the same batch keeps its id.
     webhook_id: String,
+}
+
+/// The body of a batch whose rule transforms its events: the transformation's output is the
+/// body whatever the mode (a JSON output as `application/json`, a text output as
+/// `text/plain`), and a batched binding sends a JSON array of the outputs (text as strings).
+fn render_transformed(batched: bool, batch: &[Outgoing]) -> Rendered {
+    let mut headers = HeaderMap::new();
+    let body = match batch {
+        [one] if !batched => match one.output.as_deref() {
+            Some(Output::Text(text)) => {
+                headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CT_TEXT));
+                text.clone().into_bytes()
+            }
+            _ => {
+                headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CT_JSON));
+                one.to_json().to_string().into_bytes()
+            }
+        },
+        batch => {
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CT_JSON));
+            let all: Vec<Value> = batch.iter().map(Outgoing::to_json).collect();
+            Value::Array(all).to_string().into_bytes()
+        }
+    };
+    let events: Vec<Arc<Event>> = batch.iter().map(|o| o.event.clone()).collect();
+    let webhook_id = match events.as_slice() {
+        [event] => percent_encode_header(&event.id),
+        events => batch_id(events),
+    };
+    Rendered {
+        body,
+        headers,
+        webhook_id,
+    }
 }
 
 fn render(
@@ -779,7 +833,7 @@ fn header_value(s: String) -> std::result::Result<HeaderValue, SendError> {
 }
 
 /// A failure that would happen again on retry.
-fn permanent(message: impl Into<String>) -> SendError {
+pub(crate) fn permanent(message: impl Into<String>) -> SendError {
     SendError {
         retryable: false,
         retry_after: None,
@@ -805,28 +859,43 @@ async fn classify(mut response: reqwest::Response) -> std::result::Result<Delive
             status: Some(status.as_u16()),
         });
     }
-    let retry_after = response
-        .headers()
+    let retry_after = retry_after(response.headers());
+    let prefix = read_body(&mut response, ERROR_BODY_PREFIX_BYTES).await;
+    Err(failure(status, retry_after, &prefix))
+}
+
+/// The receiver's `Retry-After`, when it sent a readable one.
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
         .get(header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| parse_retry_after(v, Utc::now()));
-    let code = status.as_u16();
-    let retryable = status.is_server_error() || code == 408 || code == 429;
+        .and_then(|v| parse_retry_after(v, Utc::now()))
+}
 
-    let mut prefix = Vec::new();
-    while prefix.len() < ERROR_BODY_PREFIX_BYTES {
+/// Reads up to `limit` bytes of an answer's body (less if reading fails part way).
+pub(crate) async fn read_body(response: &mut reqwest::Response, limit: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    while body.len() < limit {
         match response.chunk().await {
-            Ok(Some(chunk)) => prefix.extend_from_slice(&chunk),
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
             _ => break,
         }
     }
-    prefix.truncate(ERROR_BODY_PREFIX_BYTES);
-    let snippet: String = String::from_utf8_lossy(&prefix)
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    let snippet = snippet.trim();
+    body.truncate(limit);
+    body
+}
 
+/// Classifies a non-2xx answer: 408, 429 and 5xx are retryable, the rest (3xx, other 4xx) is
+/// not. The message is `HTTP <code> <reason>: <the start of the body>` (control characters
+/// blanked, at most [`ERROR_BODY_PREFIX_BYTES`] of it).
+pub(crate) fn failure(
+    status: reqwest::StatusCode,
+    retry_after: Option<Duration>,
+    body: &[u8],
+) -> SendError {
+    let code = status.as_u16();
+    let retryable = status.is_server_error() || code == 408 || code == 429;
+    let snippet = snippet(body);
     let mut message = format!("HTTP {code}");
     if let Some(reason) = status.canonical_reason() {
         message.push(' ');
@@ -834,14 +903,25 @@ async fn classify(mut response: reqwest::Response) -> std::result::Result<Delive
     }
     if !snippet.is_empty() {
         message.push_str(": ");
-        message.push_str(snippet);
+        message.push_str(&snippet);
     }
-    Err(SendError {
+    SendError {
         retryable,
         retry_after,
         status: Some(code),
         message,
-    })
+    }
+}
+
+/// The start of an answer's body as one line of text, for error messages: at most
+/// [`ERROR_BODY_PREFIX_BYTES`], control characters blanked, trimmed.
+pub(crate) fn snippet(body: &[u8]) -> String {
+    let prefix = &body[..body.len().min(ERROR_BODY_PREFIX_BYTES)];
+    let text: String = String::from_utf8_lossy(prefix)
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    text.trim().to_string()
 }
 
 /// Reads a `Retry-After` value: delta-seconds, or an HTTP-date (RFC 2822 form; a date in the
@@ -862,7 +942,7 @@ fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
 
 /// Classifies a request that got no answer. Everything but a malformed request is retryable:
 /// the receiver may come back. The URL is stripped from the error before it is described.
-fn transport_error(e: reqwest::Error, timeout: Duration) -> SendError {
+pub(crate) fn transport_error(e: reqwest::Error, timeout: Duration) -> SendError {
     let e = e.without_url();
     let io_cause = || {
         let mut source = std::error::Error::source(&e);
@@ -1001,6 +1081,15 @@ mod tests {
         HttpTarget::new(HttpSettings::parse(&settings).unwrap()).unwrap()
     }
 
+    /// Sends events untransformed (what a binding of a rule without a transformation does).
+    async fn send_events(
+        t: &HttpTarget,
+        events: &[Arc<Event>],
+    ) -> std::result::Result<Delivered, SendError> {
+        let batch: Vec<Outgoing> = events.iter().cloned().map(Outgoing::plain).collect();
+        t.send(&batch).await
+    }
+
     fn event(id: &str) -> Arc<Event> {
         let mut e = Event::new(id, "cvm.cloud.tencent", "cvm:ErrorEvent:PingUnreachable");
         e.time_ms = 1_700_000_000_123;
@@ -1035,7 +1124,7 @@ mod tests {
         let (url, seen) = receiver(reply(200)).await;
         let t = target(json!({ "url": url }));
         let e = event("e1");
-        t.send(std::slice::from_ref(&e)).await.unwrap();
+        send_events(&t, std::slice::from_ref(&e)).await.unwrap();
         let s = single(&seen);
         assert_eq!(s.method, Method::POST);
         assert_eq!(s.path, "/hook");
@@ -1055,7 +1144,7 @@ mod tests {
             event("e2"),
             Arc::new(Event::new("e3", "s", "t")),
         ];
-        t.send(&events).await.unwrap();
+        send_events(&t, &events).await.unwrap();
         let s = single(&seen);
         assert_eq!(header(&s, "content-type"), CT_CLOUDEVENT_BATCH);
         let expected: Vec<Value> = events.iter().map(|e| e.to_json()).collect();
@@ -1097,7 +1186,7 @@ mod tests {
         e.extensions.insert("replayname".into(), "\"r 1\"".into());
         e.extensions.insert("seq".into(), "42".into());
         e.extensions.insert("flag".into(), "true".into());
-        t.send(&[Arc::new(e.clone())]).await.unwrap();
+        send_events(&t, &[Arc::new(e.clone())]).await.unwrap();
         let s = single(&seen);
         assert_eq!(header(&s, "ce-specversion"), "1.0");
         assert_eq!(header(&s, "ce-id"), "id%201");
@@ -1123,7 +1212,7 @@ mod tests {
     async fn binary_mode_without_data_sends_an_empty_body() {
         let (url, seen) = receiver(reply(200)).await;
         let t = target(json!({ "url": url, "mode": "binary" }));
-        t.send(&[Arc::new(Event::new("e1", "s", "t"))])
+        send_events(&t, &[Arc::new(Event::new("e1", "s", "t"))])
             .await
             .unwrap();
         let s = single(&seen);
@@ -1137,7 +1226,9 @@ mod tests {
     async fn binary_mode_refuses_a_batch_without_sending() {
         let (url, seen) = receiver(reply(200)).await;
         let t = target(json!({ "url": url, "mode": "binary" }));
-        let err = t.send(&[event("a"), event("b")]).await.unwrap_err();
+        let err = send_events(&t, &[event("a"), event("b")])
+            .await
+            .unwrap_err();
         assert!(!err.retryable);
         assert!(err.message.contains("cannot batch"), "{}", err.message);
         assert!(seen.lock().unwrap().is_empty());
@@ -1149,17 +1240,20 @@ mod tests {
         let t = target(json!({ "url": url, "mode": "data" }));
         assert!(t.supports_batches());
         let e = event("e1");
-        t.send(std::slice::from_ref(&e)).await.unwrap();
-        t.send(&[Arc::new(Event::new("e2", "s", "t"))])
+        send_events(&t, std::slice::from_ref(&e)).await.unwrap();
+        send_events(&t, &[Arc::new(Event::new("e2", "s", "t"))])
             .await
             .unwrap();
         let mut damaged = Event::new("e5", "s", "t");
         damaged.data = b"oops".to_vec();
-        t.send(&[
-            event("e3"),
-            Arc::new(Event::new("e4", "s", "t")),
-            Arc::new(damaged),
-        ])
+        send_events(
+            &t,
+            &[
+                event("e3"),
+                Arc::new(Event::new("e4", "s", "t")),
+                Arc::new(damaged),
+            ],
+        )
         .await
         .unwrap();
         let seen = seen.lock().unwrap();
@@ -1184,8 +1278,8 @@ mod tests {
             "url": url,
             "headers": {"Authorization": "Bearer abc", "X-Tenant": "t 1"},
         }));
-        t.send(&[event("e1")]).await.unwrap();
-        t.send(&[event("e2"), event("e3")]).await.unwrap();
+        send_events(&t, &[event("e1")]).await.unwrap();
+        send_events(&t, &[event("e2"), event("e3")]).await.unwrap();
         let seen = seen.lock().unwrap();
         assert_eq!(seen.len(), 2);
         for s in seen.iter() {
@@ -1212,9 +1306,9 @@ mod tests {
         let (url, seen) = receiver(reply(200)).await;
         let t = target(json!({ "url": url, "secret": SECRET }));
         let before = Utc::now().timestamp();
-        t.send(&[event("e1")]).await.unwrap();
+        send_events(&t, &[event("e1")]).await.unwrap();
         let batch = [event("e2"), event("e3")];
-        t.send(&batch).await.unwrap();
+        send_events(&t, &batch).await.unwrap();
         let after = Utc::now().timestamp();
         let seen = seen.lock().unwrap();
         for s in seen.iter() {
@@ -1288,9 +1382,11 @@ mod tests {
 
     async fn outcome(r: Reply) -> std::result::Result<Delivered, SendError> {
         let (url, _seen) = receiver(r).await;
-        target(json!({ "url": url, "timeout_ms": 2000 }))
-            .send(&[event("e1")])
-            .await
+        send_events(
+            &target(json!({ "url": url, "timeout_ms": 2000 })),
+            &[event("e1")],
+        )
+        .await
     }
 
     #[tokio::test]
@@ -1404,7 +1500,7 @@ mod tests {
         let t = target(
             json!({ "url": format!("http://user:pa55word@127.0.0.1:{port}/hook?token=tok3n") }),
         );
-        let err = t.send(&[event("e1")]).await.unwrap_err();
+        let err = send_events(&t, &[event("e1")]).await.unwrap_err();
         assert!(err.retryable);
         assert_eq!(err.status, None);
         assert_eq!(err.message, "connection refused");
@@ -1419,7 +1515,7 @@ mod tests {
         .await;
         let t = target(json!({ "url": url, "timeout_ms": 200 }));
         let started = std::time::Instant::now();
-        let err = t.send(&[event("e1")]).await.unwrap_err();
+        let err = send_events(&t, &[event("e1")]).await.unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(2));
         assert!(err.retryable);
         assert_eq!(err.status, None);
@@ -1430,7 +1526,7 @@ mod tests {
     async fn an_empty_batch_sends_nothing() {
         let (url, seen) = receiver(reply(500)).await;
         assert_eq!(
-            target(json!({ "url": url })).send(&[]).await,
+            send_events(&target(json!({ "url": url })), &[]).await,
             Ok(Delivered::default())
         );
         assert!(seen.lock().unwrap().is_empty());
@@ -1476,7 +1572,11 @@ mod tests {
         assert!(!s.is_signed());
         assert!(super::super::validate("http", &json!({"url": "http://h/"})).is_ok());
         assert!(
-            super::super::build(&json!({"type": "http", "http": {"url": "http://h/"}})).is_ok()
+            super::super::build(
+                &json!({"type": "http", "http": {"url": "http://h/"}}),
+                &super::super::TargetEnv::default()
+            )
+            .is_ok()
         );
     }
 

@@ -3,21 +3,32 @@
 //! events and which answers with success or a classified failure (retryable or not, with the
 //! receiver's `Retry-After` when it gave one).
 //!
-//! Only the `http` target exists so far; the other types of INTERFACE.md (`notify`, `file`,
-//! `command`, `event-set`) are accepted by the catalog but [`build`] refuses them, and their
-//! bindings report that as their last error instead of delivering.
+//! What a target sends for each event is an [`Outgoing`]: the event itself, or, when its rule
+//! has a transformation, what the transformation made of it ([`Outgoing::output`]). Targets
+//! that need the server's help get it through a [`TargetEnv`]: the programs `command` targets
+//! may run (server configuration only, never the API) and an [`EventSink`] through which
+//! `event-set` targets put into another set.
 
+pub mod command;
+pub mod event_set;
+pub mod file;
 pub mod http;
+pub mod notify;
 
+use std::collections::BTreeMap;
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::catalog::BindingId;
+use crate::config::CommandConfig;
 use crate::error::{Error, Result};
 use crate::event::Event;
+use crate::transform::Output;
 
 /// A boxed, sendable future (the trait is object-safe so the engine can hold any target).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -42,13 +53,51 @@ impl std::fmt::Display for SendError {
     }
 }
 
+/// One event as a target sends it.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// The stored event (with a replay's `replayname` mark when it is replayed).
+    pub event: Arc<Event>,
+    /// What the rule's transformation made of the event; `None` when the rule has none, and
+    /// the event itself is sent.
+    pub output: Option<Arc<Output>>,
+}
+
+impl Outgoing {
+    /// The event as it is (its rule has no transformation).
+    pub fn plain(event: Arc<Event>) -> Outgoing {
+        Outgoing {
+            event,
+            output: None,
+        }
+    }
+
+    /// The event with its transformation's output.
+    pub fn transformed(event: Arc<Event>, output: Output) -> Outgoing {
+        Outgoing {
+            event,
+            output: Some(Arc::new(output)),
+        }
+    }
+
+    /// The JSON document this item stands for: the transformation's output (a text output as
+    /// a JSON string), else the event's CloudEvents JSON.
+    pub fn to_json(&self) -> Value {
+        match self.output.as_deref() {
+            Some(Output::Json(v)) => v.clone(),
+            Some(Output::Text(t)) => Value::String(t.clone()),
+            None => self.event.to_json(),
+        }
+    }
+}
+
 /// A destination for events.
 pub trait Target: Send + Sync {
-    /// Delivers `events` (one request for the whole batch; a batch of one is a single event).
+    /// Delivers `batch` (one request for the whole batch; a batch of one is a single event).
     /// Must not panic; every failure is a [`SendError`].
     fn send<'a>(
         &'a self,
-        events: &'a [Arc<Event>],
+        batch: &'a [Outgoing],
     ) -> BoxFuture<'a, std::result::Result<Delivered, SendError>>;
 
     /// Whether this target can take more than one event per request in its current settings.
@@ -64,8 +113,82 @@ pub struct Delivered {
     pub status: Option<u16>,
 }
 
+/// Puts events into an event set on behalf of an `event-set` target. The delivery engine
+/// provides it (over the bus), so targets need not know the bus.
+pub trait EventSink: Send + Sync {
+    /// Appends `events` to `set` durably; answers once they are acknowledged (or refused).
+    fn put<'a>(&'a self, set: &'a str, events: Vec<Event>) -> BoxFuture<'a, Result<()>>;
+}
+
+/// What the server lends its targets.
+#[derive(Clone)]
+pub struct TargetEnv {
+    /// Puts into other event sets (`event-set` targets). Default = none: such targets cannot
+    /// be built.
+    pub sink: Option<Arc<dyn EventSink>>,
+    /// The programs `command` targets may run, by name (`[targets.commands.<name>]`). Default
+    /// = none: every `command` target is refused.
+    pub commands: Arc<BTreeMap<String, CommandConfig>>,
+    /// The directory `file` targets write under (`[targets] file_root`). Default = none: the
+    /// engine uses `<data_dir>/target-files`; without an engine, file targets cannot be built.
+    pub file_root: Option<PathBuf>,
+    /// How many times one event may be forwarded between event sets (`[targets]
+    /// max_event_set_hops`). Default = 8.
+    pub max_event_set_hops: u32,
+    /// The binding the target is built for; the engine fills it in for each binding (commands
+    /// see it as `EVENTBUS_SET` / `EVENTBUS_RULE` / `EVENTBUS_TARGET`, and an `event-set`
+    /// target refuses to put into its own rule's set). Default = none.
+    pub binding: Option<BindingId>,
+}
+
+impl Default for TargetEnv {
+    fn default() -> Self {
+        TargetEnv {
+            sink: None,
+            commands: Arc::default(),
+            file_root: None,
+            max_event_set_hops: crate::config::DEFAULT_MAX_EVENT_SET_HOPS,
+            binding: None,
+        }
+    }
+}
+
+impl TargetEnv {
+    /// This environment for the target of `binding`.
+    pub fn for_binding(&self, binding: &BindingId) -> TargetEnv {
+        TargetEnv {
+            binding: Some(binding.clone()),
+            ..self.clone()
+        }
+    }
+
+    /// Checks a target body against what this server has configured, beyond what
+    /// [`validate`] can see: a `command` target must name a configured program
+    /// (`$.command.name`). The HTTP layer calls it before storing a body; [`build`] applies
+    /// the same checks, so a binding whose program left the configuration reports it.
+    pub fn check(&self, body: &Value) -> Result<()> {
+        if body.get("type").and_then(Value::as_str) == Some("command") {
+            let settings = body.get("command").unwrap_or(&Value::Null);
+            command::CommandSettings::parse(settings)?.resolve(self)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for TargetEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TargetEnv")
+            .field("sink", &self.sink.is_some())
+            .field("commands", &self.commands.keys().collect::<Vec<_>>())
+            .field("file_root", &self.file_root)
+            .field("max_event_set_hops", &self.max_event_set_hops)
+            .field("binding", &self.binding)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Builds the target of a stored target body (INTERFACE.md "Target body").
-pub fn build(body: &Value) -> Result<Arc<dyn Target>> {
+pub fn build(body: &Value, env: &TargetEnv) -> Result<Arc<dyn Target>> {
     let ty = body.get("type").and_then(Value::as_str).unwrap_or_default();
     let settings = body.get(ty).cloned().unwrap_or(Value::Null);
     match ty {
@@ -77,8 +200,30 @@ pub fn build(body: &Value) -> Result<Arc<dyn Target>> {
             let target = http::HttpTarget::new(http::HttpSettings::parse(&settings)?)?;
             Ok(Arc::new(target.batched(batched)))
         }
+        "file" => Ok(Arc::new(file::FileTarget::new(
+            file::FileSettings::parse(&settings)?,
+            env,
+        )?)),
+        "command" => {
+            let batched = body
+                .pointer("/batch/max_events")
+                .and_then(Value::as_u64)
+                .is_some_and(|n| n > 1);
+            let settings = command::CommandSettings::parse(&settings)?;
+            Ok(Arc::new(command::CommandTarget::new(
+                settings, env, batched,
+            )?))
+        }
+        "notify" => Ok(Arc::new(notify::NotifyTarget::new(
+            notify::NotifySettings::parse(&settings)?,
+        )?)),
+        "event-set" => Ok(Arc::new(event_set::EventSetTarget::new(
+            event_set::EventSetSettings::parse(&settings)?,
+            env,
+        )?)),
         other => Err(Error::Unsupported(format!(
-            "target type {other:?} is not implemented yet; only \"http\" targets deliver"
+            "unknown target type {other:?}; the types are {}",
+            crate::catalog::TARGET_TYPES.join(", ")
         ))),
     }
 }
@@ -87,6 +232,10 @@ pub fn build(body: &Value) -> Result<Arc<dyn Target>> {
 pub fn validate(ty: &str, settings: &Value) -> Result<()> {
     match ty {
         "http" => http::HttpSettings::parse(settings).map(drop),
+        "file" => file::FileSettings::parse(settings).map(drop),
+        "command" => command::CommandSettings::parse(settings).map(drop),
+        "event-set" => event_set::EventSetSettings::parse(settings).map(drop),
+        "notify" => notify::NotifySettings::parse(settings).map(drop),
         _ => Ok(()),
     }
 }
