@@ -463,3 +463,52 @@ fn pattern_check_answers_every_stdin_line_in_order() {
         text(&bad.stderr)
     );
 }
+
+#[test]
+fn cli_transform_check_answers_each_line_and_refuses_a_bad_fixed_transform() {
+    let input = concat!(
+        r#"{"transform":{"Transform":{"OutputStructs":[{"Key":"host","Value":"$.subject","ValueType":"JSONPATH"},{"Key":"n","Value":"3","ValueType":"NUMBER"}]}},"event":{"subject":"ins-1"}}"#,
+        "\n",
+        r#"{"transform":{"EtlFilter":{"Filter":{"status":["1"]}}},"event":{"status":"0"}}"#,
+        "\n",
+        r#"{"transform":{"Extraction":{"Format":"XML"}},"event":{}}"#,
+        "\n",
+    );
+    use std::io::Write;
+    use std::process::Stdio;
+
+    let mut child = bin()
+        .args(["transform", "check"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(
+        lines[0],
+        serde_json::json!({"output": {"host": "ins-1", "n": 3}})
+    );
+    assert_eq!(lines[1], serde_json::json!({"dropped": true}));
+    assert_eq!(lines[2]["path"], "$.transform.Extraction.Format", "{lines:?}");
+
+    let bad = run(&["transform", "check", "--transform", "{\"Nope\":1}"]);
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad.stderr).contains("--transform"),
+        "{}",
+        text(&bad.stderr)
+    );
+}
