@@ -502,7 +502,10 @@ fn cli_transform_check_answers_each_line_and_refuses_a_bad_fixed_transform() {
         serde_json::json!({"output": {"host": "ins-1", "n": 3}})
     );
     assert_eq!(lines[1], serde_json::json!({"dropped": true}));
-    assert_eq!(lines[2]["path"], "$.transform.Extraction.Format", "{lines:?}");
+    assert_eq!(
+        lines[2]["path"], "$.transform.Extraction.Format",
+        "{lines:?}"
+    );
 
     let bad = run(&["transform", "check", "--transform", "{\"Nope\":1}"]);
     assert!(!bad.status.success());

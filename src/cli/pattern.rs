@@ -70,14 +70,29 @@ pub fn run(args: PatternArgs) -> anyhow::Result<ExitCode> {
 
 /// Answers every line of `input` on `output`. Only I/O errors end it early.
 pub fn check(
-    mut input: impl BufRead,
+    input: impl BufRead,
     output: impl Write,
     fixed: Option<&Pattern>,
 ) -> anyhow::Result<()> {
-    let mut out = BufWriter::new(output);
-    let mut line = String::new();
     // The last pattern compiled, with the value it came from: batches usually repeat one.
     let mut cached: Option<(Value, Result<Pattern, String>)> = None;
+    answer_lines(input, output, |line| {
+        match answer(line, fixed, &mut cached) {
+            Ok(matched) => json!({ "matched": matched }),
+            Err(e) => json!({ "error": e }),
+        }
+    })
+}
+
+/// Writes `answer(line)` as one JSON line for every non-blank line of `input`, in order (the
+/// driver of `pattern check` and `transform check`). Only I/O errors end it early.
+pub(crate) fn answer_lines(
+    mut input: impl BufRead,
+    output: impl Write,
+    mut answer: impl FnMut(&str) -> Value,
+) -> anyhow::Result<()> {
+    let mut out = BufWriter::new(output);
+    let mut line = String::new();
     loop {
         line.clear();
         if input.read_line(&mut line).context("reading stdin")? == 0 {
@@ -86,11 +101,7 @@ pub fn check(
         if line.trim().is_empty() {
             continue;
         }
-        let answer = match answer(&line, fixed, &mut cached) {
-            Ok(matched) => json!({ "matched": matched }),
-            Err(e) => json!({ "error": e }),
-        };
-        serde_json::to_writer(&mut out, &answer).context("writing stdout")?;
+        serde_json::to_writer(&mut out, &answer(&line)).context("writing stdout")?;
         out.write_all(b"\n").context("writing stdout")?;
         // Keep interactive use (and pipes that wait for each answer) responsive: flush
         // whenever no further input is already buffered.

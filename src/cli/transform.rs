@@ -1,14 +1,13 @@
 //! `eventbus transform check`: try a rule's transformation on events offline, one JSON line in,
 //! one JSON line out (the CLI counterpart of `POST /v1/test/transform`).
 
-use std::io::{self, BufRead, BufWriter, Write};
+use std::io::{self, BufRead, Write};
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use super::pattern::json_field;
+use super::pattern::{answer_lines, json_field};
 use crate::error::Error;
 use crate::transform::{Output, Transform};
 
@@ -79,31 +78,15 @@ pub fn run(args: TransformArgs) -> anyhow::Result<ExitCode> {
 
 /// Answers every line of `input` on `output`. Only I/O errors end it early.
 pub fn check(
-    mut input: impl BufRead,
+    input: impl BufRead,
     output: impl Write,
     fixed: Option<&Transform>,
 ) -> anyhow::Result<()> {
-    let mut out = BufWriter::new(output);
-    let mut line = String::new();
     // The last transformation compiled, with the value it came from: batches usually repeat one.
     let mut cached: Option<(Value, Result<Transform, Value>)> = None;
-    loop {
-        line.clear();
-        if input.read_line(&mut line).context("reading stdin")? == 0 {
-            break;
-        }
-        if line.trim().is_empty() {
-            continue;
-        }
-        let answer = answer(&line, fixed, &mut cached).unwrap_or_else(|e| e);
-        serde_json::to_writer(&mut out, &answer).context("writing stdout")?;
-        out.write_all(b"\n").context("writing stdout")?;
-        if input.fill_buf().map(|b| b.is_empty()).unwrap_or(true) {
-            out.flush().context("writing stdout")?;
-        }
-    }
-    out.flush().context("writing stdout")?;
-    Ok(())
+    answer_lines(input, output, |line| {
+        answer(line, fixed, &mut cached).unwrap_or_else(|e| e)
+    })
 }
 
 /// The error line of a refusal: message, and code and path when it has them.

@@ -87,22 +87,12 @@ impl CommandSettings {
     /// configured is checked by [`CommandSettings::resolve`], which needs the server's
     /// configuration. Null-valued optional members count as absent.
     pub fn parse(settings: &Value) -> Result<CommandSettings> {
-        let Value::Object(obj) = settings else {
-            return Err(refuse(
-                "$.command",
-                "a target of type \"command\" needs an object \"command\" with its settings",
-            ));
-        };
-        if let Some(unknown) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-            return Err(refuse(
-                &format!("$.command.{unknown}"),
-                format!(
-                    "unknown command setting {unknown:?}; the settings are {} (the program, \
-                     its arguments and environment come from the server's configuration)",
-                    FIELDS.join(", ")
-                ),
-            ));
-        }
+        let obj = super::settings_object(
+            "command",
+            settings,
+            FIELDS,
+            " (the program, its arguments and environment come from the server's configuration)",
+        )?;
         let present = |name: &str| obj.get(name).filter(|v| !v.is_null());
         let name = match present("name") {
             None => return Err(refuse("$.command.name", "\"name\" is required")),

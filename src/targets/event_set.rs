@@ -64,21 +64,7 @@ pub struct EventSetSettings {
 impl EventSetSettings {
     /// Parses and validates the settings object (see the module docs).
     pub fn parse(settings: &Value) -> Result<EventSetSettings> {
-        let Value::Object(obj) = settings else {
-            return Err(refuse(
-                "$.event-set",
-                "a target of type \"event-set\" needs an object \"event-set\" with its settings",
-            ));
-        };
-        if let Some(unknown) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-            return Err(refuse(
-                &format!("$.event-set.{unknown}"),
-                format!(
-                    "unknown event-set setting {unknown:?}; the settings are {}",
-                    FIELDS.join(", ")
-                ),
-            ));
-        }
+        let obj = super::settings_object("event-set", settings, FIELDS, "")?;
         const PATH: &str = "$.event-set.name";
         let name = match obj.get("name").filter(|v| !v.is_null()) {
             None => {

@@ -77,21 +77,7 @@ impl FileSettings {
     /// Parses and validates the settings object (see the module docs for the fields).
     /// Null-valued optional members count as absent.
     pub fn parse(settings: &Value) -> Result<FileSettings> {
-        let Value::Object(obj) = settings else {
-            return Err(refuse(
-                "$.file",
-                "a target of type \"file\" needs an object \"file\" with its settings",
-            ));
-        };
-        if let Some(unknown) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-            return Err(refuse(
-                &format!("$.file.{unknown}"),
-                format!(
-                    "unknown file setting {unknown:?}; the settings are {}",
-                    FIELDS.join(", ")
-                ),
-            ));
-        }
+        let obj = super::settings_object("file", settings, FIELDS, "")?;
         let present = |name: &str| obj.get(name).filter(|v| !v.is_null());
         let path = match present("path") {
             None => return Err(refuse("$.file.path", "\"path\" is required")),

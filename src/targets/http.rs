@@ -213,21 +213,7 @@ impl HttpSettings {
     /// Parses and validates the settings object (see the module docs for the fields).
     /// Null-valued optional members count as absent.
     pub fn parse(settings: &Value) -> Result<HttpSettings> {
-        let Value::Object(obj) = settings else {
-            return Err(refuse(
-                "$.http",
-                "a target of type \"http\" needs an object \"http\" with its settings",
-            ));
-        };
-        if let Some(unknown) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-            return Err(refuse(
-                &format!("$.http.{unknown}"),
-                format!(
-                    "unknown http setting {unknown:?}; the settings are {}",
-                    FIELDS.join(", ")
-                ),
-            ));
-        }
+        let obj = super::settings_object("http", settings, FIELDS, "")?;
         let present = |name: &str| obj.get(name).filter(|v| !v.is_null());
 
         let url = parse_url(present("url"))?;

@@ -187,6 +187,33 @@ impl std::fmt::Debug for TargetEnv {
     }
 }
 
+/// The settings object of a target of type `ty` (its member named `ty` in the body), with
+/// only the members `fields`. Refusals name `$.<ty>` or the unknown member; `hint` (may be
+/// empty) is added to the unknown-member message.
+pub(crate) fn settings_object<'a>(
+    ty: &str,
+    settings: &'a Value,
+    fields: &[&str],
+    hint: &str,
+) -> Result<&'a serde_json::Map<String, Value>> {
+    let Value::Object(obj) = settings else {
+        return Err(http::refuse(
+            &format!("$.{ty}"),
+            format!("a target of type {ty:?} needs an object {ty:?} with its settings"),
+        ));
+    };
+    if let Some(unknown) = obj.keys().find(|k| !fields.contains(&k.as_str())) {
+        return Err(http::refuse(
+            &format!("$.{ty}.{unknown}"),
+            format!(
+                "unknown {ty} setting {unknown:?}; the settings are {}{hint}",
+                fields.join(", ")
+            ),
+        ));
+    }
+    Ok(obj)
+}
+
 /// Builds the target of a stored target body (INTERFACE.md "Target body").
 pub fn build(body: &Value, env: &TargetEnv) -> Result<Arc<dyn Target>> {
     let ty = body.get("type").and_then(Value::as_str).unwrap_or_default();

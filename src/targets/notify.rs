@@ -262,21 +262,7 @@ pub struct NotifySettings {
 impl NotifySettings {
     /// Parses and validates the settings object (see the module docs for the fields).
     pub fn parse(settings: &Value) -> Result<NotifySettings> {
-        let Value::Object(obj) = settings else {
-            return Err(refuse(
-                "$.notify",
-                "a target of type \"notify\" needs an object \"notify\" with its settings",
-            ));
-        };
-        if let Some(unknown) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-            return Err(refuse(
-                &format!("$.notify.{unknown}"),
-                format!(
-                    "unknown notify setting {unknown:?}; the settings are {}",
-                    FIELDS.join(", ")
-                ),
-            ));
-        }
+        let obj = super::settings_object("notify", settings, FIELDS, "")?;
         let present = |name: &str| obj.get(name).filter(|v| !v.is_null());
 
         let provider = match present("provider") {
