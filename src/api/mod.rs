@@ -128,6 +128,7 @@ impl std::fmt::Debug for AppState {
         (name = "targets", description = "Targets, their delivery status, cursors and dead letters"),
         (name = "replays", description = "Replays of stored events"),
         (name = "tools", description = "Testing patterns and transformations"),
+        (name = "catalog", description = "The official cloud-service event catalog (23 products)"),
         (name = "system", description = "Health, metrics, this document"),
     )
 )]
