@@ -190,8 +190,10 @@ impl Simulator {
 }
 
 /// Replaces, in every string of `v`, the sample subject by `subject` (whole strings only, and
-/// inside the JSON text of CloudAudit's `requestParameters`) and the sample region by `region`
-/// (whole strings, and zone names such as `ap-guangzhou-3`).
+/// inside the JSON text of CloudAudit's `requestParameters`), the sample region by `region`
+/// (whole strings, and zone names such as `ap-guangzhou-3`), and every other resource id of
+/// the sample (`disk-3kx9q2mb`, `vpc-…`) by one derived from `subject`: each simulated
+/// resource gets its own disks and networks, the same ones in its alarm and its recovery.
 fn fill_in(v: &mut Value, sample_subject: &str, subject: &str, region: &str) {
     match v {
         Value::String(s) => {
@@ -203,6 +205,8 @@ fn fill_in(v: &mut Value, sample_subject: &str, subject: &str, region: &str) {
                 && (rest.is_empty() || rest.starts_with('-'))
             {
                 *s = format!("{region}{rest}");
+            } else if let Some(id) = derived_id(s, subject) {
+                *s = id;
             }
         }
         Value::Array(items) => {
@@ -217,6 +221,37 @@ fn fill_in(v: &mut Value, sample_subject: &str, subject: &str, region: &str) {
         }
         _ => {}
     }
+}
+
+/// For a string shaped like a resource id (`disk-3kx9q2mb`: a lower-case prefix, `-`, eight
+/// lower-case letters and digits, at least one a digit), an id with the same prefix whose
+/// suffix is a hash of the id and `subject`; `None` for anything else.
+fn derived_id(id: &str, subject: &str) -> Option<String> {
+    let (prefix, suffix) = id.rsplit_once('-')?;
+    let shaped = !prefix.is_empty()
+        && prefix.bytes().all(|b| b.is_ascii_lowercase())
+        && suffix.len() == 8
+        && suffix
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && suffix.bytes().any(|b| b.is_ascii_digit());
+    if !shaped {
+        return None;
+    }
+    // FNV-1a: stable across runs and platforms (a seeded run gives the same events).
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes().chain([0]).chain(subject.bytes()) {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = String::with_capacity(prefix.len() + 9);
+    out.push_str(prefix);
+    out.push('-');
+    for _ in 0..8 {
+        out.push(char::from(ALPHABET[(h % 36) as usize]));
+        h /= 36;
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -237,6 +272,24 @@ mod tests {
                 "zone": "ap-tokyo-3", "region": "ap-tokyo", "x": "ap-guangzhoux",
                 "params": "{\"InstanceIds\":[\"ins-bbbbbbbb\"]}", "n": [1, "ins-bbbbbbbb"]})
         );
+    }
+
+    #[test]
+    fn other_resource_ids_follow_the_subject() {
+        let sample =
+            json!({"diskId": "disk-3kx9q2mb", "word": "ap-shanghai", "name": "data-disk1"});
+        let (mut a, mut b, mut a2) = (sample.clone(), sample.clone(), sample.clone());
+        fill_in(&mut a, "ins-aaaaaaaa", "ins-11111111", "ap-tokyo");
+        fill_in(&mut b, "ins-aaaaaaaa", "ins-22222222", "ap-tokyo");
+        fill_in(&mut a2, "ins-aaaaaaaa", "ins-11111111", "ap-tokyo");
+        let disk = a["diskId"].as_str().unwrap();
+        assert!(disk.starts_with("disk-") && disk.len() == 13, "{disk}");
+        assert_ne!(disk, "disk-3kx9q2mb");
+        assert_ne!(a["diskId"], b["diskId"], "each instance has its own disk");
+        assert_eq!(a, a2, "the same instance keeps its disk");
+        // Not ids: words, and names without a digit-bearing 8-character suffix.
+        assert_eq!(a["word"], "ap-shanghai");
+        assert_eq!(a["name"], "data-disk1");
     }
 
     #[test]
