@@ -593,10 +593,9 @@ impl Template {
                 Piece::Literal(s) => out.push_str(s),
                 Piece::Field(path) => {
                     let value = field(input, path, ctx);
-                    if ctx.slack_escape {
-                        out.push_str(&slack_escape(&value));
-                    } else {
-                        out.push_str(&value);
+                    match ctx.escape {
+                        ValueEscape::Slack => out.push_str(&slack_escape(&value)),
+                        ValueEscape::Mentions => out.push_str(&defuse_mentions(&value)),
                     }
                 }
             }
@@ -612,8 +611,20 @@ pub struct RenderContext {
     pub lang: Lang,
     /// Zone of `${time}`.
     pub offset: FixedOffset,
-    /// Escape `&`, `<`, `>` in substituted values (Slack parses them as markup).
-    pub slack_escape: bool,
+    /// How substituted values are made inert.
+    pub escape: ValueEscape,
+}
+
+/// How event data substituted into a message is kept from acting as markup: a value must not
+/// mention (`@all`) or link anyone the template's author did not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueEscape {
+    /// Slack: `&`, `<`, `>` as entities (Slack parses `<!here>`, `<@U…>`, `<url|text>`).
+    Slack,
+    /// WeCom, DingTalk, Lark: a zero-width space after `<` where a mention tag would start
+    /// (Lark's `<at user_id=…>`, WeCom markdown's `<@userid>`); their mentions otherwise come
+    /// only from the `mentions` setting.
+    Mentions,
 }
 
 /// The value of one placeholder.
@@ -711,6 +722,24 @@ fn readable_time(t: &Value, offset: FixedOffset) -> String {
         local.format("%:z").to_string()
     };
     format!("{} {zone}", local.format("%Y-%m-%d %H:%M:%S"))
+}
+
+fn defuse_mentions(s: &str) -> String {
+    if !s.contains('<') {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 3);
+    let mut rest = s;
+    while let Some(i) = rest.find('<') {
+        out.push_str(&rest[..=i]);
+        rest = &rest[i + 1..];
+        let tag = rest.get(..2).is_some_and(|t| t.eq_ignore_ascii_case("at"));
+        if tag || rest.starts_with('@') {
+            out.push('\u{200b}');
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn slack_escape(s: &str) -> String {
@@ -912,7 +941,11 @@ impl NotifyTarget {
         let ctx = RenderContext {
             lang: s.lang,
             offset: s.offset,
-            slack_escape: s.provider == Provider::Slack,
+            escape: if s.provider == Provider::Slack {
+                ValueEscape::Slack
+            } else {
+                ValueEscape::Mentions
+            },
         };
         batch
             .iter()
@@ -1319,7 +1352,7 @@ mod tests {
         RenderContext {
             lang: Lang::En,
             offset: Utc.fix(),
-            slack_escape: false,
+            escape: ValueEscape::Mentions,
         }
     }
 
@@ -1354,7 +1387,7 @@ mod tests {
         let zh = RenderContext {
             lang: Lang::Zh,
             offset: parse_offset("+08:00").unwrap(),
-            slack_escape: false,
+            escape: ValueEscape::Mentions,
         };
         assert_eq!(
             t.render(&input, &zh),
@@ -1395,10 +1428,23 @@ mod tests {
     }
 
     #[test]
+    fn mention_tags_in_values_are_defused_but_the_template_is_not() {
+        let t = Template::parse("<at user_id=\"ou_1\"></at> ${data.m}").unwrap();
+        let out = t.render(
+            &json!({"data": {"m": "<at user_id=\"all\"></at> <@alice> a<b"}}),
+            &ctx(),
+        );
+        assert_eq!(
+            out,
+            "<at user_id=\"ou_1\"></at> <\u{200b}at user_id=\"all\"></at> <\u{200b}@alice> a<b"
+        );
+    }
+
+    #[test]
     fn slack_values_are_escaped_but_the_template_is_not() {
         let t = Template::parse("<!here> ${data.m}").unwrap();
         let c = RenderContext {
-            slack_escape: true,
+            escape: ValueEscape::Slack,
             ..ctx()
         };
         assert_eq!(
