@@ -412,24 +412,13 @@ fn serve_on_a_fresh_data_dir_creates_the_default_event_set() {
     assert_eq!(default.meta.retention.max_age_hours, Some(30 * 24));
 }
 
-#[test]
-fn pattern_check_answers_every_stdin_line_in_order() {
+/// Runs `eventbus ARGS` with `input` on stdin; it must succeed; its stdout's JSON lines.
+fn json_lines_out(args: &[&str], input: &str) -> Vec<Value> {
     use std::io::Write;
     use std::process::Stdio;
 
-    let input = concat!(
-        r#"{"pattern":{"source":["cvm.cloud.tencent"],"subject":[{"anything-but":["ins-1"]}]},"event":{"source":"cvm.cloud.tencent","subject":"ins-2"}}"#,
-        "\n",
-        r#"{"pattern":{"source":["cvm.cloud.tencent"],"subject":[{"anything-but":["ins-1"]}]},"event":{"source":"cvm.cloud.tencent","subject":"ins-1"}}"#,
-        "\n",
-        r#"{"pattern":{"data":{"ip":[{"cidr":"10.0.0.0/33"}]}},"event":{"data":{"ip":"10.0.0.1"}}}"#,
-        "\n",
-        "{broken\n",
-        r#"{"pattern":"{\"a\":[5]}","event":"{\"a\":5.0}"}"#,
-        "\n",
-    );
     let mut child = bin()
-        .args(["pattern", "check"])
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -443,10 +432,26 @@ fn pattern_check_answers_every_stdin_line_in_order() {
         .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let lines: Vec<Value> = text(&out.stdout)
+    text(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+        .collect()
+}
+
+#[test]
+fn pattern_check_answers_every_stdin_line_in_order() {
+    let input = concat!(
+        r#"{"pattern":{"source":["cvm.cloud.tencent"],"subject":[{"anything-but":["ins-1"]}]},"event":{"source":"cvm.cloud.tencent","subject":"ins-2"}}"#,
+        "\n",
+        r#"{"pattern":{"source":["cvm.cloud.tencent"],"subject":[{"anything-but":["ins-1"]}]},"event":{"source":"cvm.cloud.tencent","subject":"ins-1"}}"#,
+        "\n",
+        r#"{"pattern":{"data":{"ip":[{"cidr":"10.0.0.0/33"}]}},"event":{"data":{"ip":"10.0.0.1"}}}"#,
+        "\n",
+        "{broken\n",
+        r#"{"pattern":"{\"a\":[5]}","event":"{\"a\":5.0}"}"#,
+        "\n",
+    );
+    let lines = json_lines_out(&["pattern", "check"], input);
     assert_eq!(lines.len(), 5, "{lines:?}");
     assert_eq!(lines[0], serde_json::json!({"matched": true}));
     assert_eq!(lines[1], serde_json::json!({"matched": false}));
@@ -474,28 +479,7 @@ fn cli_transform_check_answers_each_line_and_refuses_a_bad_fixed_transform() {
         r#"{"transform":{"Extraction":{"Format":"XML"}},"event":{}}"#,
         "\n",
     );
-    use std::io::Write;
-    use std::process::Stdio;
-
-    let mut child = bin()
-        .args(["transform", "check"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let lines: Vec<Value> = text(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = json_lines_out(&["transform", "check"], input);
     assert_eq!(lines.len(), 3, "{lines:?}");
     assert_eq!(
         lines[0],

@@ -97,6 +97,18 @@ fn target(bus: &EventBus, set: &str, rule: &str, mut body: Value) -> BindingId {
     BindingId::new(set, rule, &name)
 }
 
+/// Asserts that creating `body` on rule "all" of SET is refused at `path`.
+fn refused_at(bus: &EventBus, body: Value, path: &str) {
+    let e = bus
+        .catalog()
+        .create_target(SET, "all", body.clone())
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::Rejected { path: Some(p), .. } if p == path),
+        "{body}: {e:?}"
+    );
+}
+
 fn event(i: usize) -> Value {
     json!({"specversion": "1.0", "id": format!("e{i}"), "source": "shop",
            "type": "order.created", "data": {"i": i, "pad": "x".repeat(40)}})
@@ -253,18 +265,10 @@ async fn file_target_paths_outside_the_root_are_refused_at_creation() {
         "",
         "dir/",
     ] {
-        let e = f
-            .bus
-            .catalog()
-            .create_target(
-                SET,
-                "all",
-                json!({"name": "log", "type": "file", "file": {"path": path}}),
-            )
-            .unwrap_err();
-        assert!(
-            matches!(&e, Error::Rejected { path: Some(p), .. } if p == "$.file.path"),
-            "{path:?}: {e:?}"
+        refused_at(
+            &f.bus,
+            json!({"name": "log", "type": "file", "file": {"path": path}}),
+            "$.file.path",
         );
     }
     assert!(f.bus.catalog().list_targets(SET, "all").unwrap().is_empty());
@@ -612,18 +616,10 @@ async fn event_set_target_into_its_own_set_or_default_is_refused_at_creation() {
     let f = fixture().await;
     rule(&f.bus, SET, "all", json!({"source": ["shop"]}));
     for dest in [SET, "default"] {
-        let e = f
-            .bus
-            .catalog()
-            .create_target(
-                SET,
-                "all",
-                json!({"name": "fwd", "type": "event-set", "event-set": {"name": dest}}),
-            )
-            .unwrap_err();
-        assert!(
-            matches!(&e, Error::Rejected { path: Some(p), .. } if p == "$.event-set.name"),
-            "{dest}: {e:?}"
+        refused_at(
+            &f.bus,
+            json!({"name": "fwd", "type": "event-set", "event-set": {"name": dest}}),
+            "$.event-set.name",
         );
     }
     f.engine.shutdown().await;
