@@ -354,3 +354,67 @@ async fn replay_resumes_after_a_restart_and_stops_when_cancelled() {
     assert_eq!(engine.list_replays(SET).await.unwrap().len(), 1);
     close(bus, engine).await;
 }
+
+/// A replay goes through the rule's transformation like live delivery: the target gets the
+/// output, which can read the replay's `replayname` mark.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_applies_the_rule_transformation() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bus, engine) = open(dir.path());
+    let rx = Receiver::start().await;
+    bus.create_set(SET, None, None, Some(0)).unwrap();
+    bus.catalog()
+        .create_rule(
+            SET,
+            RuleSpec {
+                name: "shaped".into(),
+                description: String::new(),
+                pattern: json!({"type": ["paid"]}),
+                enabled: true,
+                transform: Some(json!({"input_transformer": {
+                    "input_paths_map": {"id": "$.id", "replay": "$.replayname"},
+                    "input_template": "{\"order\": <id>, \"replay\": <replay>}"}})),
+            },
+        )
+        .unwrap();
+    bus.catalog()
+        .create_target(
+            SET,
+            "shaped",
+            json!({"name": "hook", "type": "http", "http": {"url": rx.url("shaped")},
+                   "start": "earliest"}),
+        )
+        .unwrap();
+    engine.sync().await.unwrap();
+    put(&bus, 0..3, "paid").await;
+    rx.wait_until(20, "3 live deliveries", |r| r.accepted("shaped").len() >= 3)
+        .await;
+    engine
+        .create_replay(
+            SET,
+            ReplayRequest {
+                name: "again".into(),
+                start_ms: 0,
+                end_ms: eventbus::config::now_ms() + 1,
+                rules: None,
+            },
+        )
+        .await
+        .unwrap();
+    wait_replay(&engine, "again", 20, |s| s.state == ReplayState::Completed).await;
+    let mut bodies: Vec<Value> = rx
+        .accepted("shaped")
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    bodies.sort_by_key(|b| (b["replay"].to_string(), b["order"].to_string()));
+    let mut want: Vec<Value> = [Value::Null, json!("again")]
+        .into_iter()
+        .flat_map(|replay| {
+            (0..3).map(move |i| json!({"order": format!("paid-{i}"), "replay": replay}))
+        })
+        .collect();
+    want.sort_by_key(|b| (b["replay"].to_string(), b["order"].to_string()));
+    assert_eq!(bodies, want);
+    close(bus, engine).await;
+}
