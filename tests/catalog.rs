@@ -1514,3 +1514,53 @@ fn target_unknown_fields_are_refused_with_their_path() {
         );
     }
 }
+
+/// Two attempts at one event in one commit cycle (a quick retry, or merged updates): the trace
+/// keeps both, building the second on the first instead of on the stored record.
+#[test]
+fn trace_attempts_of_one_event_in_one_cycle_are_all_kept() {
+    use eventbus::catalog::{TraceAttempt, TraceOutcome, TraceUpdate};
+    let (_dir, cat) = fresh();
+    cat.create_set("orders", None, None, None).unwrap();
+    cat.create_rule("orders", rule("r1")).unwrap();
+    cat.create_target("orders", "r1", http_target("hook"))
+        .unwrap();
+    let hook = binding("hook");
+    let update = |t: u64, ok: bool, first: bool| TraceUpdate {
+        offset: 0,
+        attempt: TraceAttempt {
+            time_ms: t,
+            ok,
+            status: Some(if ok { 200 } else { 503 }),
+            error: None,
+            latency_us: 1,
+            batch: 1,
+        },
+        outcome: if ok {
+            TraceOutcome::Delivered
+        } else {
+            TraceOutcome::Retrying
+        },
+        first,
+    };
+    let cycle = |trace: Vec<TraceUpdate>| {
+        cat.apply_delivery(&[(
+            hook.clone(),
+            DeliveryUpdate {
+                trace,
+                ..DeliveryUpdate::default()
+            },
+        )])
+        .unwrap()
+    };
+    // Cycle 1: the first attempt and a retry; cycle 2: two more, one of each update's kind.
+    cycle(vec![update(1, false, true), update(2, false, false)]);
+    cycle(vec![update(3, false, false), update(4, true, false)]);
+    let trace = cat.event_trace("orders", 0).unwrap();
+    assert_eq!(trace.len(), 1, "{trace:?}");
+    let record = &trace[0].1;
+    assert_eq!(record.attempts, 4, "{record:?}");
+    let times: Vec<u64> = record.first.iter().map(|a| a.time_ms).collect();
+    assert_eq!(times, [1, 2, 3, 4]);
+    assert_eq!(record.outcome, Some(TraceOutcome::Delivered));
+}

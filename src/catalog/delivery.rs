@@ -15,6 +15,7 @@
 //! - One `apply_delivery` call is one sled transaction and one flush: after a crash either all
 //!   of its updates are there or none.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -663,15 +664,25 @@ impl Catalog {
     /// a crash between the two leaves at worst an attempt recorded whose cursor move was lost
     /// (the event is sent again and its next attempt is recorded too). Only the committer
     /// writes traces, so reading a record and writing it back cannot race.
+    ///
+    /// One event can have several attempts in one cycle (a quick retry, or a binding's updates
+    /// of two cycles merged): each builds on the record as this cycle left it, not as stored,
+    /// or all but the last attempt would be lost.
     fn write_traces(&self, live: &[StagedUpdate]) -> Result<()> {
-        let mut batch = sled::Batch::default();
-        let mut any = false;
+        // The records written in this cycle: key → encoded record, and the keys in order.
+        let mut written: HashMap<sled::IVec, sled::IVec> = HashMap::new();
+        let mut order: Vec<sled::IVec> = Vec::new();
         for s in live {
             for (k, t, fresh) in &s.trace {
-                let v = match fresh {
-                    Some(v) => v.clone(),
-                    None => {
-                        let mut r: super::TraceRecord = match self.get_raw(&self.traces, k)? {
+                let before = match written.get(k) {
+                    Some(v) => Some(v.clone()),
+                    None if fresh.is_some() => None,
+                    None => self.get_raw(&self.traces, k)?,
+                };
+                let v = match (before, fresh) {
+                    (None, Some(v)) => v.clone(),
+                    (before, _) => {
+                        let mut r: super::TraceRecord = match before {
                             None => super::TraceRecord::default(),
                             Some(v) => codec::decode_exact(&v)?,
                         };
@@ -679,11 +690,18 @@ impl Catalog {
                         codec::encode(&r)?.into()
                     }
                 };
-                batch.insert(k.clone(), v);
-                any = true;
+                if written.insert(k.clone(), v).is_none() {
+                    order.push(k.clone());
+                }
             }
         }
-        if any {
+        if !order.is_empty() {
+            let mut batch = sled::Batch::default();
+            for k in order {
+                if let Some(v) = written.remove(&k) {
+                    batch.insert(k, v);
+                }
+            }
             self.traces
                 .apply_batch(batch)
                 .map_err(|e| self.err("write traces", e))?;
