@@ -473,7 +473,7 @@ impl HttpTarget {
             mut headers,
             webhook_id,
         } = if batch.iter().any(|o| o.output.is_some()) {
-            render_transformed(self.batched, batch)
+            render_transformed(self.settings.mode, self.batched, batch)?
         } else {
             let events: Vec<Arc<Event>> = batch.iter().map(|o| o.event.clone()).collect();
             render(self.settings.mode, self.batched, &events)?
@@ -538,8 +538,17 @@ struct Rendered {
 /// The body of a batch whose rule transforms its events: the transformation's output is the
 /// body whatever the mode (a JSON output as `application/json`, a text output as
 /// `text/plain`), and a batched binding sends a JSON array of the outputs (text as strings).
-fn render_transformed(batched: bool, batch: &[Outgoing]) -> Rendered {
+/// Binary mode (one event per request) also sends the event's attributes as `ce-*` headers,
+/// so the receiver still knows which event the output came from.
+fn render_transformed(
+    mode: HttpMode,
+    batched: bool,
+    batch: &[Outgoing],
+) -> std::result::Result<Rendered, SendError> {
     let mut headers = HeaderMap::new();
+    if let (HttpMode::Binary, [one]) = (mode, batch) {
+        binary_headers(&one.event, &mut headers)?;
+    }
     let body = match batch {
         [one] if !batched => match one.output.as_deref() {
             Some(Output::Text(text)) => {
@@ -562,11 +571,11 @@ fn render_transformed(batched: bool, batch: &[Outgoing]) -> Rendered {
         [event] => percent_encode_header(&event.id),
         events => batch_id(events),
     };
-    Rendered {
+    Ok(Rendered {
         body,
         headers,
         webhook_id,
-    }
+    })
 }
 
 fn render(
@@ -1157,6 +1166,45 @@ mod tests {
             write_structured(&e, &mut out);
             assert_eq!(out, serde_json::to_vec(&e.to_json()).unwrap(), "{e:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn transformed_outputs_are_the_body_in_every_mode() {
+        use crate::transform::Output;
+        let json_out = |id: &str| Outgoing::transformed(event(id), Output::Json(json!({"k": id})));
+        // Structured: the JSON output as application/json, no ce- headers.
+        let (url, seen) = receiver(reply(200)).await;
+        target(json!({ "url": url }))
+            .send(&[json_out("e1")])
+            .await
+            .unwrap();
+        let s = single(&seen);
+        assert_eq!(header(&s, "content-type"), CT_JSON);
+        assert!(s.headers.get("ce-id").is_none());
+        assert_eq!(s.body, br#"{"k":"e1"}"#);
+        // Binary: the output as the body, the event's attributes as ce- headers.
+        let (url, seen) = receiver(reply(200)).await;
+        target(json!({ "url": url, "mode": "binary" }))
+            .send(&[Outgoing::transformed(
+                event("e2"),
+                Output::Text("disk of ins-1 is read-only".into()),
+            )])
+            .await
+            .unwrap();
+        let s = single(&seen);
+        assert_eq!(header(&s, "content-type"), CT_TEXT);
+        assert_eq!(header(&s, "ce-id"), "e2");
+        assert_eq!(header(&s, "ce-type"), "cvm:ErrorEvent:PingUnreachable");
+        assert_eq!(s.body, b"disk of ins-1 is read-only");
+        // Batched: a JSON array of the outputs.
+        let (url, seen) = receiver(reply(200)).await;
+        target(json!({ "url": url }))
+            .batched(true)
+            .send(&[json_out("e3"), json_out("e4")])
+            .await
+            .unwrap();
+        let s = single(&seen);
+        assert_eq!(s.body, br#"[{"k":"e3"},{"k":"e4"}]"#);
     }
 
     #[tokio::test]
