@@ -230,14 +230,7 @@ async fn delivery_always_failing_receiver_dead_letters_then_redrive_delivers() {
     assert_eq!(rx.received("hook").len(), 15);
     // The status counts a dead letter as soon as the worker decides it; the listing reads the
     // catalog, which has it once the committer's transaction lands (moments later).
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let dl = loop {
-        let dl = f.engine.dead_letters(&id, None, 100).await.unwrap();
-        if dl.len() == 5 || std::time::Instant::now() > deadline {
-            break dl;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let dl = common::wait_dead_letters(&f.engine, &id, 5).await;
     assert_eq!(dl.len(), 5);
     for (i, d) in dl.iter().enumerate() {
         assert_eq!(d.offset, i as u64);

@@ -4,6 +4,8 @@
 //! be), and other event sets of the same bus. Also the HTTP API's refusal of a command the
 //! server does not configure.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -419,7 +421,7 @@ async fn command_target_past_its_timeout_is_killed_with_its_children() {
     assert!(started.elapsed() < Duration::from_secs(20));
     let err = s.last_error.unwrap();
     assert!(err.contains("timed out after 500 ms"), "{err}");
-    let dl = f.engine.dead_letters(&id, None, 10).await.unwrap();
+    let dl = common::wait_dead_letters(&f.engine, &id, 1).await;
     assert!(dl[0].last_error.contains("killed"), "{}", dl[0].last_error);
     // The script and the child it started are both gone.
     let read = |ext: &str| {
@@ -655,7 +657,7 @@ async fn event_set_loop_is_dead_lettered_after_max_hops() {
     assert_eq!(s.delivered, 1);
     let err = s.last_error.unwrap();
     assert!(err.contains("max_event_set_hops = 3"), "{err}");
-    let dl = f.engine.dead_letters(&b, None, 10).await.unwrap();
+    let dl = common::wait_dead_letters(&f.engine, &b, 1).await;
     assert_eq!(dl.len(), 1);
     assert_eq!(hops(&dl[0].event), Some("3"));
     assert_eq!(dl[0].attempts, 1, "not retried");

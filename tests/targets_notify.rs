@@ -4,6 +4,8 @@
 //! one does, and through the delivery engine a rate-limited message is delivered on the
 //! second attempt while a refused one is dead-lettered with the robot's code.
 
+mod common;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -585,7 +587,7 @@ async fn notify_refused_message_is_dead_lettered_with_the_errcode() {
     .await;
     put_alarm(&f, "a-2").await;
     wait_status(&f, &id, "a dead letter", |s| s.dead_lettered == 1).await;
-    let dl = f.engine.dead_letters(&id, None, 10).await.unwrap();
+    let dl = common::wait_dead_letters(&f.engine, &id, 1).await;
     assert_eq!(dl.len(), 1);
     assert_eq!(dl[0].attempts, 1);
     assert_eq!(dl[0].last_error, "dingtalk errcode 310000: sign not match");

@@ -179,3 +179,25 @@ async fn handle(
     }
     resp
 }
+
+/// The binding's stored dead letters once there are `n` of them (failing the test after 15 s).
+/// A binding's `dead_lettered` counter moves when its worker gives an event up; the dead letter
+/// itself is stored by the next commit, so a test waits for both.
+pub async fn wait_dead_letters(
+    engine: &eventbus::delivery::Engine,
+    id: &eventbus::catalog::BindingId,
+    n: usize,
+) -> Vec<eventbus::catalog::DeadLetter> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let dl = engine.dead_letters(id, None, 1000).await.unwrap();
+        if dl.len() >= n {
+            return dl;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {n} stored dead letters: {dl:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
