@@ -1015,13 +1015,19 @@ fn open_db(path: &Path) -> Result<sled::Db> {
 
 // ----- validation -----------------------------------------------------------------------------
 
-fn validate_name(name: &str, code: &str) -> Result<()> {
+/// Whether `name` is a valid name of an event set, rule or target: 2-60 characters of letters,
+/// digits, `_` or `-`, starting with a letter.
+pub(crate) fn is_valid_name(name: &str) -> bool {
     let len = name.chars().count();
     let first_ok = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic());
     let chars_ok = name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if !(2..=60).contains(&len) || !first_ok || !chars_ok {
+    (2..=60).contains(&len) && first_ok && chars_ok
+}
+
+fn validate_name(name: &str, code: &str) -> Result<()> {
+    if !is_valid_name(name) {
         return Err(invalid(
             code,
             "$.name",

@@ -759,12 +759,7 @@ impl Worker {
                     continue;
                 }
                 Ok(None) => Ok(Delivered::default()),
-                Err(e) => Err(SendError {
-                    retryable: false,
-                    retry_after: None,
-                    status: None,
-                    message: format!("transformation failed: {e}"),
-                }),
+                Err(e) => Err(SendError::permanent(format!("transformation failed: {e}"))),
             };
             let one = vec![item];
             self.begin(&one);

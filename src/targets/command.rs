@@ -55,11 +55,10 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{BoxFuture, Delivered, Outgoing, SendError, Target, TargetEnv};
+use super::{BoxFuture, Delivered, Outgoing, SendError, Target, TargetEnv, refuse};
 use crate::catalog::BindingId;
-use crate::catalog::codes::INVALID_TARGET_DESCRIPTION;
 use crate::config::{CommandConfig, MAX_COMMAND_TIMEOUT_MS, valid_command_name};
-use crate::error::{Error, RejectKind, Result};
+use crate::error::Result;
 
 /// Settings members; anything else is refused.
 const FIELDS: &[&str] = &["name", "timeout_ms"];
@@ -157,15 +156,6 @@ impl CommandSettings {
     }
 }
 
-fn refuse(path: &str, message: impl Into<String>) -> Error {
-    Error::rejected(
-        RejectKind::Invalid,
-        INVALID_TARGET_DESCRIPTION,
-        Some(path),
-        message,
-    )
-}
-
 /// A `command` target: a configured program, its timeout, and the binding it serves.
 #[derive(Debug)]
 pub struct CommandTarget {
@@ -238,7 +228,7 @@ impl CommandTarget {
         let mut child = self
             .command(batch)
             .spawn()
-            .map_err(|e| retryable(format!("{what} could not be started: {e}")))?;
+            .map_err(|e| SendError::retryable(format!("{what} could not be started: {e}")))?;
         // Kills the process group if this future is dropped (delivery abandoned) or times out.
         let mut group = GroupKill(child.id());
         let payload = self.payload(batch);
@@ -294,14 +284,14 @@ impl CommandTarget {
         };
         match outcome {
             Ok(status) if status.success() => Ok(Delivered::default()),
-            Ok(status) => Err(retryable(with_stderr(
+            Ok(status) => Err(SendError::retryable(with_stderr(
                 match (status.code(), status.signal()) {
                     (Some(code), _) => format!("{what} exited with status {code}"),
                     (None, Some(sig)) => format!("{what} was killed by signal {sig}"),
                     (None, None) => format!("{what} failed: {status}"),
                 },
             ))),
-            Err(msg) => Err(retryable(with_stderr(msg))),
+            Err(msg) => Err(SendError::retryable(with_stderr(msg))),
         }
     }
 }
@@ -312,15 +302,6 @@ impl Target for CommandTarget {
         batch: &'a [Outgoing],
     ) -> BoxFuture<'a, std::result::Result<Delivered, SendError>> {
         Box::pin(self.run(batch))
-    }
-}
-
-fn retryable(message: String) -> SendError {
-    SendError {
-        retryable: true,
-        retry_after: None,
-        status: None,
-        message,
     }
 }
 
@@ -406,6 +387,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::error::Error;
     use crate::event::Event;
     use serde_json::json;
 

@@ -42,9 +42,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{BoxFuture, Delivered, EventSink, Outgoing, SendError, Target, TargetEnv};
+use super::{BoxFuture, Delivered, EventSink, Outgoing, SendError, Target, TargetEnv, refuse};
 use crate::catalog::DEFAULT_SET;
-use crate::catalog::codes::INVALID_TARGET_DESCRIPTION;
 use crate::error::{Error, RejectKind, Result};
 use crate::event::{Event, EventLimits, parse_event};
 use crate::transform::Output;
@@ -83,7 +82,7 @@ impl EventSetSettings {
                  only cloud services write to it",
             ));
         }
-        if !valid_set_name(&name) {
+        if !crate::catalog::is_valid_name(&name) {
             return Err(refuse(
                 PATH,
                 format!(
@@ -114,25 +113,6 @@ impl EventSetSettings {
         }
         Ok(())
     }
-}
-
-/// The catalog's event set names (`validate_name`): 2-60 characters, letters, digits, `_`,
-/// `-`, starting with a letter.
-fn valid_set_name(name: &str) -> bool {
-    (2..=60).contains(&name.len())
-        && name.starts_with(|c: char| c.is_ascii_alphabetic())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
-fn refuse(path: &str, message: impl Into<String>) -> Error {
-    Error::rejected(
-        RejectKind::Invalid,
-        INVALID_TARGET_DESCRIPTION,
-        Some(path),
-        message,
-    )
 }
 
 /// An `event-set` target.
@@ -179,7 +159,7 @@ impl EventSetTarget {
             None => (*item.event).clone(),
             Some(Output::Json(v)) => event_from_output(v, &item.event)?,
             Some(Output::Text(_)) => {
-                return Err(final_error(format!(
+                return Err(SendError::permanent(format!(
                     "event {:?}: the rule's transformation produced text; an event-set \
                      target needs a CloudEvents JSON object",
                     item.event.id
@@ -188,7 +168,7 @@ impl EventSetTarget {
         };
         let hops = hops.max(hops_of(&event)).saturating_add(1);
         if hops > u64::from(self.max_hops) {
-            return Err(final_error(format!(
+            return Err(SendError::permanent(format!(
                 "event {:?} has been forwarded between event sets {} times already; \
                  forwarding it to {:?} would exceed max_event_set_hops = {} (a loop of \
                  event-set targets?)",
@@ -220,7 +200,7 @@ pub fn hops_of(event: &Event) -> u64 {
 /// Reads a transformation's output as an event; a missing `id` becomes the original's.
 fn event_from_output(v: &Value, original: &Event) -> std::result::Result<Event, SendError> {
     let not_event = |why: String| {
-        final_error(format!(
+        SendError::permanent(format!(
             "event {:?}: the rule's transformation output is not an event the bus accepts \
              ({why}); an event-set target needs a CloudEvents object with specversion \
              \"1.0\", source and type",
@@ -245,15 +225,6 @@ fn event_from_output(v: &Value, original: &Event) -> std::result::Result<Event, 
         max_event_bytes: usize::MAX,
     };
     parse_event(&Value::Object(obj), "$", now, &limits).map_err(|e| not_event(e.to_string()))
-}
-
-fn final_error(message: String) -> SendError {
-    SendError {
-        retryable: false,
-        retry_after: None,
-        status: None,
-        message,
-    }
 }
 
 impl Target for EventSetTarget {

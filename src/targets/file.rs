@@ -47,9 +47,8 @@ use std::sync::{Arc, LazyLock, Mutex, Weak};
 
 use serde_json::Value;
 
-use super::{BoxFuture, Delivered, Outgoing, SendError, Target, TargetEnv};
-use crate::catalog::codes::INVALID_TARGET_DESCRIPTION;
-use crate::error::{Error, RejectKind, Result};
+use super::{BoxFuture, Delivered, Outgoing, SendError, Target, TargetEnv, refuse};
+use crate::error::{Error, Result};
 
 /// Default of `max_bytes`: 100 MiB.
 pub const DEFAULT_MAX_BYTES: u64 = 100 * 1024 * 1024;
@@ -127,15 +126,6 @@ impl FileSettings {
     pub fn max_files(&self) -> u32 {
         self.max_files
     }
-}
-
-fn refuse(path: &str, message: impl Into<String>) -> Error {
-    Error::rejected(
-        RejectKind::Invalid,
-        INVALID_TARGET_DESCRIPTION,
-        Some(path),
-        message,
-    )
 }
 
 /// Checks a target's `path`: relative, every component a plain name, no `..`.
@@ -286,19 +276,10 @@ impl Target for FileTarget {
             .await;
             match written {
                 Ok(Ok(())) => Ok(Delivered::default()),
-                Ok(Err(e)) => Err(retryable(e.to_string())),
-                Err(e) => Err(retryable(format!("file write task failed: {e}"))),
+                Ok(Err(e)) => Err(SendError::retryable(e.to_string())),
+                Err(e) => Err(SendError::retryable(format!("file write task failed: {e}"))),
             }
         })
-    }
-}
-
-fn retryable(message: String) -> SendError {
-    SendError {
-        retryable: true,
-        retry_after: None,
-        status: None,
-        message,
     }
 }
 

@@ -43,9 +43,8 @@ use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::{BoxFuture, Delivered, Outgoing, SendError, Target};
-use crate::catalog::codes::INVALID_TARGET_DESCRIPTION;
-use crate::error::{Error, RejectKind, Result};
+use super::{BoxFuture, Delivered, Outgoing, SendError, Target, refuse};
+use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::transform::Output;
 
@@ -308,16 +307,6 @@ impl fmt::Debug for HttpSettings {
             .field("secret", &self.secret)
             .finish()
     }
-}
-
-/// A refusal of a target setting (`InvalidParameterValue.TargetDescription` at `path`).
-pub(crate) fn refuse(path: &str, message: impl Into<String>) -> Error {
-    Error::rejected(
-        RejectKind::Invalid,
-        INVALID_TARGET_DESCRIPTION,
-        Some(path),
-        message,
-    )
 }
 
 fn parse_url(v: Option<&Value>) -> Result<Url> {
@@ -620,7 +609,7 @@ fn render(
             event.data.clone()
         }
         (HttpMode::Binary, events) => {
-            return Err(permanent(format!(
+            return Err(SendError::permanent(format!(
                 "binary mode sends one event per request and cannot batch {} events",
                 events.len()
             )));
@@ -735,7 +724,7 @@ fn is_json(bytes: &[u8]) -> bool {
 fn binary_headers(event: &Event, headers: &mut HeaderMap) -> std::result::Result<(), SendError> {
     let mut put = |name: &str, value: &str| -> std::result::Result<(), SendError> {
         let name = HeaderName::from_bytes(format!("ce-{name}").as_bytes()).map_err(|_| {
-            permanent(format!(
+            SendError::permanent(format!(
                 "attribute {name:?} cannot be sent as a ce- header in binary mode"
             ))
         })?;
@@ -819,22 +808,14 @@ fn batch_id(events: &[Arc<Event>]) -> String {
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 fn content_type(ct: &str) -> std::result::Result<HeaderValue, SendError> {
-    HeaderValue::from_str(ct)
-        .map_err(|_| permanent("the event's datacontenttype is not a valid Content-Type value"))
+    HeaderValue::from_str(ct).map_err(|_| {
+        SendError::permanent("the event's datacontenttype is not a valid Content-Type value")
+    })
 }
 
 fn header_value(s: String) -> std::result::Result<HeaderValue, SendError> {
-    HeaderValue::try_from(s).map_err(|_| permanent("a header value could not be encoded"))
-}
-
-/// A failure that would happen again on retry.
-pub(crate) fn permanent(message: impl Into<String>) -> SendError {
-    SendError {
-        retryable: false,
-        retry_after: None,
-        status: None,
-        message: message.into(),
-    }
+    HeaderValue::try_from(s)
+        .map_err(|_| SendError::permanent("a header value could not be encoded"))
 }
 
 /// Turns an answer into success or a classified [`SendError`].
@@ -989,6 +970,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::catalog::codes::INVALID_TARGET_DESCRIPTION;
+    use crate::error::RejectKind;
 
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 

@@ -26,7 +26,7 @@ use serde_json::Value;
 
 use crate::catalog::BindingId;
 use crate::config::CommandConfig;
-use crate::error::{Error, Result};
+use crate::error::{Error, RejectKind, Result};
 use crate::event::Event;
 use crate::transform::Output;
 
@@ -45,6 +45,36 @@ pub struct SendError {
     pub status: Option<u16>,
     /// Human-readable cause, for status reports and dead letters. Never contains secrets.
     pub message: String,
+}
+
+impl SendError {
+    /// A failure that would happen again on retry (no answer status).
+    pub fn permanent(message: impl Into<String>) -> SendError {
+        SendError {
+            retryable: false,
+            retry_after: None,
+            status: None,
+            message: message.into(),
+        }
+    }
+
+    /// A failure that may pass on retry (no answer status, no `Retry-After`).
+    pub fn retryable(message: impl Into<String>) -> SendError {
+        SendError {
+            retryable: true,
+            ..SendError::permanent(message)
+        }
+    }
+}
+
+/// A refused target setting at `path` (`$.file.path`), with the target-description code.
+pub(crate) fn refuse(path: &str, message: impl Into<String>) -> Error {
+    Error::rejected(
+        RejectKind::Invalid,
+        crate::catalog::codes::INVALID_TARGET_DESCRIPTION,
+        Some(path),
+        message,
+    )
 }
 
 impl std::fmt::Display for SendError {
@@ -197,13 +227,13 @@ pub(crate) fn settings_object<'a>(
     hint: &str,
 ) -> Result<&'a serde_json::Map<String, Value>> {
     let Value::Object(obj) = settings else {
-        return Err(http::refuse(
+        return Err(refuse(
             &format!("$.{ty}"),
             format!("a target of type {ty:?} needs an object {ty:?} with its settings"),
         ));
     };
     if let Some(unknown) = obj.keys().find(|k| !fields.contains(&k.as_str())) {
-        return Err(http::refuse(
+        return Err(refuse(
             &format!("$.{ty}.{unknown}"),
             format!(
                 "unknown {ty} setting {unknown:?}; the settings are {}{hint}",

@@ -66,7 +66,8 @@ use reqwest::header::{self, HeaderValue};
 use serde_json::{Map, Value, json};
 use sha2::Sha256;
 
-use super::http::{self, refuse};
+use super::http;
+use super::refuse;
 use super::{BoxFuture, Delivered, Outgoing, SendError, Target};
 use crate::error::Result;
 use crate::transform::Output;
