@@ -31,7 +31,6 @@
 //! hold credentials), the secret, or custom header values.
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -457,16 +456,12 @@ impl HttpTarget {
         if batch.is_empty() {
             return Ok(Delivered::default());
         }
-        let Rendered {
-            body,
-            mut headers,
-            webhook_id,
-        } = if batch.iter().any(|o| o.output.is_some()) {
+        let Rendered { body, mut headers } = if batch.iter().any(|o| o.output.is_some()) {
             render_transformed(self.settings.mode, self.batched, batch)?
         } else {
-            let events: Vec<Arc<Event>> = batch.iter().map(|o| o.event.clone()).collect();
-            render(self.settings.mode, self.batched, &events)?
+            render(self.settings.mode, self.batched, batch)?
         };
+        let webhook_id = webhook_id(batch);
         for (name, value) in &self.settings.headers {
             headers.append(name.clone(), value.clone());
         }
@@ -519,9 +514,6 @@ struct Rendered {
     body: Vec<u8>,
     /// `content-type` and, in binary mode, the `ce-*` attributes.
     headers: HeaderMap,
-    /// The Standard Webhooks message id (already a valid header value): the event id for one
-    /// event, a digest of the ids for a batch, so a retry of the same batch keeps its id.
-    webhook_id: String,
 }
 
 /// The body of a batch whose rule transforms its events: the transformation's output is the
@@ -555,23 +547,16 @@ fn render_transformed(
             Value::Array(all).to_string().into_bytes()
         }
     };
-    let events: Vec<Arc<Event>> = batch.iter().map(|o| o.event.clone()).collect();
-    let webhook_id = match events.as_slice() {
-        [event] => percent_encode_header(&event.id),
-        events => batch_id(events),
-    };
-    Ok(Rendered {
-        body,
-        headers,
-        webhook_id,
-    })
+    Ok(Rendered { body, headers })
 }
 
 fn render(
     mode: HttpMode,
     batched: bool,
-    events: &[Arc<Event>],
+    batch: &[Outgoing],
 ) -> std::result::Result<Rendered, SendError> {
+    let events: Vec<&Event> = batch.iter().map(|o| o.event.as_ref()).collect();
+    let events = events.as_slice();
     let mut headers = HeaderMap::new();
     let body = match (mode, events) {
         (HttpMode::Structured, [event]) if !batched => {
@@ -640,15 +625,16 @@ fn render(
             body
         }
     };
-    let webhook_id = match events {
-        [event] => percent_encode_header(&event.id),
-        events => batch_id(events),
-    };
-    Ok(Rendered {
-        body,
-        headers,
-        webhook_id,
-    })
+    Ok(Rendered { body, headers })
+}
+
+/// The Standard Webhooks message id (already a valid header value): the event id for one
+/// event, a digest of the ids for a batch, so a retry of the same batch keeps its id.
+fn webhook_id(batch: &[Outgoing]) -> String {
+    match batch {
+        [one] => percent_encode_header(&one.event.id),
+        batch => batch_id(batch.iter().map(|o| o.event.id.as_str())),
+    }
 }
 
 /// Writes `event` as a structured-mode CloudEvents JSON object: the same bytes as
@@ -787,13 +773,13 @@ fn percent_encode_header(s: &str) -> String {
 
 /// The `webhook-id` of a batch: stable for the same events in the same order, so a retried
 /// batch keeps its id and receivers can deduplicate it.
-fn batch_id(events: &[Arc<Event>]) -> String {
+fn batch_id<'a>(ids: impl IntoIterator<Item = &'a str>) -> String {
     let mut hasher = Sha256::new();
-    for (i, event) in events.iter().enumerate() {
+    for (i, id) in ids.into_iter().enumerate() {
         if i > 0 {
             hasher.update(b"\n");
         }
-        hasher.update(event.id.as_bytes());
+        hasher.update(id.as_bytes());
     }
     let digest = hasher.finalize();
     let mut id = String::with_capacity(6 + 2 * digest.len());
@@ -960,7 +946,7 @@ pub(crate) fn transport_error(e: reqwest::Error, timeout: Duration) -> SendError
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::sync::Mutex;
+    use std::sync::{Arc, Mutex};
 
     use axum::Router;
     use axum::body::Bytes;
@@ -1343,7 +1329,10 @@ mod tests {
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(header(&seen[1], "webhook-id"), format!("batch_{hex}"));
         // Stable across retries of the same batch.
-        assert_eq!(batch_id(&batch), format!("batch_{hex}"));
+        assert_eq!(
+            batch_id(batch.iter().map(|e| e.id.as_str())),
+            format!("batch_{hex}")
+        );
     }
 
     #[test]

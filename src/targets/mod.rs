@@ -248,12 +248,13 @@ pub(crate) fn settings_object<'a>(
 pub fn build(body: &Value, env: &TargetEnv) -> Result<Arc<dyn Target>> {
     let ty = body.get("type").and_then(Value::as_str).unwrap_or_default();
     let settings = body.get(ty).cloned().unwrap_or(Value::Null);
+    // The binding batches: http and command targets then always send arrays.
+    let batched = body
+        .pointer("/batch/max_events")
+        .and_then(Value::as_u64)
+        .is_some_and(|n| n > 1);
     match ty {
         "http" => {
-            let batched = body
-                .pointer("/batch/max_events")
-                .and_then(Value::as_u64)
-                .is_some_and(|n| n > 1);
             let target = http::HttpTarget::new(http::HttpSettings::parse(&settings)?)?;
             Ok(Arc::new(target.batched(batched)))
         }
@@ -262,10 +263,6 @@ pub fn build(body: &Value, env: &TargetEnv) -> Result<Arc<dyn Target>> {
             env,
         )?)),
         "command" => {
-            let batched = body
-                .pointer("/batch/max_events")
-                .and_then(Value::as_u64)
-                .is_some_and(|n| n > 1);
             let settings = command::CommandSettings::parse(&settings)?;
             Ok(Arc::new(command::CommandTarget::new(
                 settings, env, batched,

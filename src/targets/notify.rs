@@ -1298,10 +1298,7 @@ impl Target for NotifyTarget {
         Box::pin(self.deliver(batch))
     }
 
-    /// A batch is one message listing its events.
-    fn supports_batches(&self) -> bool {
-        true
-    }
+    // A batch is one message listing its events (the trait's default: batches supported).
 }
 
 #[cfg(test)]
