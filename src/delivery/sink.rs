@@ -28,10 +28,10 @@ impl EventSink for BusSink {
                 .bus
                 .upgrade()
                 .ok_or_else(|| Error::Unsupported("the event bus is closed".to_string()))?;
-            let entries: Vec<serde_json::Value> = events.iter().map(Event::to_json).collect();
-            // As a forward: the `default` set takes only cloud services' own puts, and a
-            // custom set takes the cloud-service events forwarded out of `default`.
-            let outcome = bus.put_events(set, entries, Producer::Forward).await?;
+            // Events as they are (already validated, no JSON round trip). As a forward: the
+            // `default` set takes only cloud services' own puts, and a custom set takes the
+            // cloud-service events forwarded out of `default`.
+            let outcome = bus.put_events(set, events, Producer::Forward).await?;
             match outcome.entries.into_iter().find_map(|e| match e {
                 PutEntry::Stored { .. } => None,
                 PutEntry::Failed(e) => Some(e),

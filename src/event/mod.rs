@@ -289,9 +289,17 @@ pub fn parse_event(
 
 /// An incoming event in a form [`crate::EventBus::put_events`] reads: a JSON value (`&Value`)
 /// or a [`TypedEntry`]. Both give the same event (or the same refusal) for the same JSON text.
+/// An [`Event`] is one already validated (stored in a set, forwarded to another): only the
+/// destination's size limit is checked.
 pub trait EventInput {
     /// Parses and validates this entry, as [`parse_event`] does.
     fn into_event(self, path: &str, ingest_time_ms: u64, limits: &EventLimits) -> Result<Event>;
+}
+
+impl EventInput for Event {
+    fn into_event(self, path: &str, _ingest_time_ms: u64, limits: &EventLimits) -> Result<Event> {
+        check_size(self, path, limits)
+    }
 }
 
 impl EventInput for &Value {
