@@ -363,10 +363,7 @@ pub async fn update_target(
         );
         drop_notify_placeholders(&mut patch, &stored);
         // The body as it would be stored, against what only the server knows.
-        let mut merged = stored;
-        crate::catalog::merge_patch(&mut merged, &patch);
-        env.check(&merged)?;
-        cat.update_target(&set, &rule, &target, patch)
+        cat.update_target_checked(&set, &rule, &target, patch, |body| env.check(body))
     })
     .await?;
     Ok(Json(view(meta, None)))

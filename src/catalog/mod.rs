@@ -752,6 +752,19 @@ impl Catalog {
         target: &str,
         patch: Value,
     ) -> Result<TargetMeta> {
+        self.update_target_checked(set, rule, target, patch, |_| Ok(()))
+    }
+
+    /// [`Catalog::update_target`], with `check` run on the patched body before it is validated
+    /// and stored: for what only the caller knows (the server's configured commands).
+    pub fn update_target_checked(
+        &self,
+        set: &str,
+        rule: &str,
+        target: &str,
+        patch: Value,
+        check: impl FnOnce(&Value) -> Result<()>,
+    ) -> Result<TargetMeta> {
         if !patch.is_object() {
             return Err(invalid(
                 codes::INVALID_PARAMETER_VALUE,
@@ -773,6 +786,7 @@ impl Catalog {
         let mut body: Value = serde_json::from_str(&meta.config)
             .map_err(|e| Error::Codec(format!("stored target body: {e}")))?;
         merge_patch(&mut body, &patch);
+        check(&body)?;
         let (_, target_type) = validate_target_body(&body)?;
         check_not_own_set(set, &body)?;
         meta.config = to_json_text(&body)?;
@@ -1384,7 +1398,7 @@ fn deny_cloud(meta: &EventSetMeta) -> Result<()> {
 }
 
 /// RFC 7386 JSON merge patch.
-pub(crate) fn merge_patch(target: &mut Value, patch: &Value) {
+fn merge_patch(target: &mut Value, patch: &Value) {
     let Value::Object(patch) = patch else {
         *target = patch.clone();
         return;
