@@ -198,7 +198,7 @@ pub fn parse_events(text: &str) -> anyhow::Result<Vec<Value>> {
 
 /// Each event serialized once; chunks are cut by these lengths and their bodies spliced from
 /// them, so no event is encoded twice.
-fn encode(events: &[Value]) -> anyhow::Result<Vec<Vec<u8>>> {
+pub(crate) fn encode(events: &[Value]) -> anyhow::Result<Vec<Vec<u8>>> {
     events
         .iter()
         .map(|e| serde_json::to_vec(e).context("encoding an event"))
@@ -229,7 +229,7 @@ pub fn chunks(bodies: &[Vec<u8>], max_events: usize, max_bytes: usize) -> Vec<Ra
 }
 
 /// POSTs one chunk as a JSON array and returns its entry results, in order.
-async fn put_chunk(
+pub(crate) async fn put_chunk(
     client: &Client,
     url: &reqwest::Url,
     bodies: &[Vec<u8>],

@@ -10,9 +10,9 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Args;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Map, Value};
 
 use super::client::{self, CellStyle, Client, ClientArgs, OutputFormat, Table};
@@ -124,28 +124,31 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
                 (due - sent).min(MAX_BATCH).min(remaining)
             };
             let events: Vec<Value> = (0..n).map(|_| sim.next_event(&choices)).collect();
-            let entries = put(&client, &url, &events).await.map_err(|e| {
-                let denied = e
-                    .downcast_ref::<client::ApiError>()
-                    .is_some_and(|a| a.status == StatusCode::FORBIDDEN);
-                let e = if denied {
-                    e.context(format!(
-                        "only `cloud` and `admin` tokens may put events into `{DEFAULT_SET}`; \
+            let bodies = super::put::encode(&events)?;
+            let entries = super::put::put_chunk(&client, &url, &bodies)
+                .await
+                .map_err(|e| {
+                    let denied = e
+                        .downcast_ref::<client::ApiError>()
+                        .is_some_and(|a| a.status == StatusCode::FORBIDDEN);
+                    let e = if denied {
+                        e.context(format!(
+                            "only `cloud` and `admin` tokens may put events into `{DEFAULT_SET}`; \
                          pass one with --token or EVENTBUS_TOKEN"
-                    ))
-                } else {
-                    e
-                };
-                if sent > 0 {
-                    e.context(format!(
-                        "events 1-{sent} were put (results above); event {} and later were not \
+                        ))
+                    } else {
+                        e
+                    };
+                    if sent > 0 {
+                        e.context(format!(
+                            "events 1-{sent} were put (results above); event {} and later were not \
                          (or are not confirmed)",
-                        sent + 1
-                    ))
-                } else {
-                    e
-                }
-            })?;
+                            sent + 1
+                        ))
+                    } else {
+                        e
+                    }
+                })?;
             for (ev, entry) in events.iter().zip(&entries) {
                 sent += 1;
                 if entry.get("error").is_some() {
@@ -162,23 +165,6 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// POSTs `events` as one JSON array; their entry results, in order.
-async fn put(client: &Client, url: &reqwest::Url, events: &[Value]) -> anyhow::Result<Vec<Value>> {
-    let body = Value::Array(events.to_vec());
-    let answer = client
-        .call_json(Method::POST, url.clone(), Some(&body))
-        .await?;
-    let entries = client::list_field(&answer, "entries")?;
-    if entries.len() != events.len() {
-        bail!(
-            "the server answered {} entries for {} events; cannot tell which were stored",
-            entries.len(),
-            events.len()
-        );
-    }
-    Ok(entries)
 }
 
 /// Prints results as they come: JSON lines, or table rows of widths fixed up front (the
