@@ -182,11 +182,6 @@ impl CommandTarget {
         })
     }
 
-    /// How long one run may take.
-    pub fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
     fn command(&self, batch: &[Outgoing]) -> tokio::process::Command {
         let mut c = tokio::process::Command::new(&self.cmd.program);
         c.args(&self.cmd.args)
