@@ -627,14 +627,10 @@ async fn event_set_target_into_its_own_set_or_default_is_refused_at_creation() {
     f.engine.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn event_set_loop_is_dead_lettered_after_max_hops() {
-    let env = TargetEnv {
-        max_event_set_hops: 3,
-        ..TargetEnv::default()
-    };
-    // No de-duplication, so only the hop limit can end the loop.
-    let f = fixture_with(env, false).await;
+/// A loop of event-set targets: rule "to-audit" on SET forwards every `shop` event to OTHER,
+/// whose rule "to-orders" forwards it back (its target body merged with `back_extra`). Returns
+/// the two bindings, applied by the engine.
+async fn set_loop(f: &Fixture, back_extra: Value) -> (BindingId, BindingId) {
     rule(&f.bus, SET, "to-audit", json!({"source": ["shop"]}));
     rule(&f.bus, OTHER, "to-orders", json!({"source": ["shop"]}));
     let a = target(
@@ -643,14 +639,24 @@ async fn event_set_loop_is_dead_lettered_after_max_hops() {
         "to-audit",
         json!({"name": "fwd", "type": "event-set", "event-set": {"name": OTHER}}),
     );
-    let b = target(
-        &f.bus,
-        OTHER,
-        "to-orders",
-        json!({"name": "fwd", "type": "event-set", "event-set": {"name": SET},
-               "dead_letter": {"mode": "dlq"}}),
-    );
+    let mut back = json!({"name": "fwd", "type": "event-set", "event-set": {"name": SET}});
+    for (k, v) in back_extra.as_object().cloned().unwrap_or_default() {
+        back[k] = v;
+    }
+    let b = target(&f.bus, OTHER, "to-orders", back);
     f.engine.sync().await.unwrap();
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_set_loop_is_dead_lettered_after_max_hops() {
+    let env = TargetEnv {
+        max_event_set_hops: 3,
+        ..TargetEnv::default()
+    };
+    // No de-duplication, so only the hop limit can end the loop.
+    let f = fixture_with(env, false).await;
+    let (a, b) = set_loop(&f, json!({"dead_letter": {"mode": "dlq"}})).await;
     put(&f.bus, SET, vec![event(1)], Producer::Custom).await;
     // orders(0) → audit(1) → orders(2) → audit(3) → orders would be hop 4 > 3.
     let s = wait_status(&f, &b, 20, "dead-lettered", |s| s.dead_lettered == 1).await;
@@ -681,21 +687,7 @@ async fn event_set_loop_within_the_dedup_window_ends_as_a_repeat() {
     // Default de-duplication: the event coming back to `orders` is a repeat, acknowledged
     // without being stored again, so the loop ends after one round.
     let f = fixture_with(TargetEnv::default(), true).await;
-    rule(&f.bus, SET, "to-audit", json!({"source": ["shop"]}));
-    rule(&f.bus, OTHER, "to-orders", json!({"source": ["shop"]}));
-    let a = target(
-        &f.bus,
-        SET,
-        "to-audit",
-        json!({"name": "fwd", "type": "event-set", "event-set": {"name": OTHER}}),
-    );
-    let b = target(
-        &f.bus,
-        OTHER,
-        "to-orders",
-        json!({"name": "fwd", "type": "event-set", "event-set": {"name": SET}}),
-    );
-    f.engine.sync().await.unwrap();
+    let (a, b) = set_loop(&f, json!({})).await;
     put(&f.bus, SET, vec![event(1)], Producer::Custom).await;
     wait_status(&f, &b, 20, "b delivered", |s| s.delivered == 1).await;
     wait_status(&f, &a, 20, "a delivered", |s| {
