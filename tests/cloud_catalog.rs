@@ -3,8 +3,9 @@
 //! simulated event type put into `default` through the real put path, and `eventbus simulate`
 //! against the real binary serving on a free port.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -310,43 +311,6 @@ async fn every_simulated_event_type_is_accepted_into_default() {
 
 // ----- the CLI against the real binary ------------------------------------------------------
 
-/// `eventbus serve` on a free port; killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(data: &std::path::Path, config: Option<&std::path::Path>) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_eventbus"));
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data);
-        if let Some(c) = config {
-            cmd.arg("--config").arg(c);
-        }
-        let mut child = cmd
-            .env("EVENTBUS_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start eventbus serve");
-        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = stdout.next().expect("a first line").unwrap();
-        let base = first
-            .strip_prefix("eventbus: listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-            .to_string();
-        Server { child, base }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn eventbus(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_eventbus"))
         .args(args)
@@ -364,7 +328,7 @@ fn text(b: &[u8]) -> String {
 #[test]
 fn cli_simulate_puts_cvm_events_into_default_of_a_real_server() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"), None);
+    let server = common::Server::start(&dir.path().join("data"), None);
     let out = eventbus(&[
         "simulate",
         "--product",
@@ -457,7 +421,7 @@ fn cli_simulate_needs_a_cloud_or_admin_token_when_tokens_are_configured() {
         ),
     )
     .unwrap();
-    let server = Server::start(&dir.path().join("data"), Some(&cfg));
+    let server = common::Server::start(&dir.path().join("data"), Some(&cfg));
     let run = |token: &str| {
         eventbus(&[
             "simulate",

@@ -6,60 +6,10 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-
-/// The server child process; killed if a test fails before it is stopped.
-struct Server {
-    child: Option<Child>,
-    base: String,
-    stdout: std::io::Lines<BufReader<std::process::ChildStdout>>,
-}
-
-impl Server {
-    fn start(data: &std::path::Path) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_eventbus"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data)
-            .env("EVENTBUS_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start eventbus serve");
-        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = stdout.next().expect("a first line").unwrap();
-        let base = first
-            .strip_prefix("eventbus: listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-            .to_string();
-        Server {
-            child: Some(child),
-            base,
-            stdout,
-        }
-    }
-
-    /// SIGTERM, then the exit status and the rest of stdout.
-    fn stop(mut self) -> (std::process::ExitStatus, Vec<String>) {
-        let mut child = self.child.take().unwrap();
-        // SAFETY: signalling our own child process.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let status = child.wait().unwrap();
-        let rest = self.stdout.by_ref().map(|l| l.unwrap()).collect();
-        (status, rest)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.child {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 async fn send(
     http: &reqwest::Client,
@@ -94,7 +44,7 @@ async fn e2e_serve_create_put_over_http_and_cli_delivers_and_survives_restart() 
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let receiver = common::Receiver::start().await;
-    let server = Server::start(&data);
+    let server = common::Server::start(&data, None);
     let base = server.base.clone();
     let http = reqwest::Client::new();
     use reqwest::Method as M;
@@ -223,7 +173,7 @@ async fn e2e_serve_create_put_over_http_and_cli_delivers_and_survives_restart() 
     );
 
     // Restart: the events, the rule, the target and its cursor are all there.
-    let server = Server::start(&data);
+    let server = common::Server::start(&data, None);
     let base = server.base.clone();
     let (s, set) = send(&http, M::GET, format!("{base}/v1/event-sets/orders"), None).await;
     assert_eq!(s, 200);
@@ -344,7 +294,7 @@ fn serve_with_tokens_requires_them_and_never_logs_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e2e_cli_events_query_and_get_by_id() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
+    let server = common::Server::start(dir.path(), None);
     let base = server.base.clone();
     let cli = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_eventbus"))
@@ -414,7 +364,7 @@ async fn e2e_cli_events_query_and_get_by_id() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e2e_cli_replay_start_follows_to_completion_and_lists_it() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
+    let server = common::Server::start(dir.path(), None);
     let base = server.base.clone();
     let rx = common::Receiver::start().await;
     let cli = |args: &[&str]| {

@@ -201,3 +201,58 @@ pub async fn wait_dead_letters(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// `eventbus serve` (the real binary) on a free loopback port, over `data`, with an optional
+/// config file; killed if a test fails before it is stopped.
+pub struct Server {
+    child: Option<std::process::Child>,
+    pub base: String,
+    stdout: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+impl Server {
+    pub fn start(data: &std::path::Path, config: Option<&std::path::Path>) -> Server {
+        use std::io::BufRead;
+        use std::process::Stdio;
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_eventbus"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data)
+            .env("EVENTBUS_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(c) = config {
+            cmd.arg("--config").arg(c);
+        }
+        let mut child = cmd.spawn().expect("start eventbus serve");
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = stdout.next().expect("a first line").unwrap();
+        let base = first
+            .strip_prefix("eventbus: listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+            .to_string();
+        Server {
+            child: Some(child),
+            base,
+            stdout,
+        }
+    }
+
+    /// SIGTERM, then the exit status and the rest of stdout.
+    pub fn stop(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let mut child = self.child.take().unwrap();
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = child.wait().unwrap();
+        let rest = self.stdout.by_ref().map(|l| l.unwrap()).collect();
+        (status, rest)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
