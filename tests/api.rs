@@ -16,6 +16,7 @@ use common::{Answer, Receiver};
 use eventbus::api::auth::Auth;
 use eventbus::api::{ApiOptions, AppState, router};
 use eventbus::bus::{BusConfig, EventBus};
+use eventbus::cloud::{self, Simulator};
 use eventbus::config::{Role, TokenConfig};
 use eventbus::delivery::{Engine, EngineOptions};
 use http_body_util::BodyExt;
@@ -59,6 +60,17 @@ impl Resp {
     fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.text()))
+    }
+
+    /// The status and the JSON body (Null when empty).
+    #[track_caller]
+    fn status_json(&self) -> (StatusCode, Value) {
+        let body = if self.body.is_empty() {
+            Value::Null
+        } else {
+            self.json()
+        };
+        (self.status, body)
     }
 
     /// Asserts the status; returns the JSON body (Null when empty).
@@ -2844,5 +2856,218 @@ async fn auth_scheme_is_case_insensitive() {
             .await;
         assert_eq!(r.status, StatusCode::OK, "{scheme}: {}", r.text());
     }
+    app.close().await;
+}
+
+// ----- the cloud event catalog (src/cloud) ---------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_lists_all_23_products_with_their_event_types() {
+    let app = app().await;
+    let (status, body) = app
+        .call_as(None, Method::GET, "/v1/catalog", None)
+        .await
+        .status_json();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let products = body["products"].as_array().expect("products");
+    assert_eq!(products.len(), 23);
+    let keys: Vec<&str> = products
+        .iter()
+        .map(|p| p["key"].as_str().unwrap())
+        .collect();
+    for key in [
+        "cvm", "tke", "clb", "mysql", "redis", "ckafka", "oceanus", "ddos",
+    ] {
+        assert!(keys.contains(&key), "{key} missing: {keys:?}");
+    }
+    let cvm = products.iter().find(|p| p["key"] == "cvm").unwrap();
+    assert_eq!(cvm["source"], "cvm.cloud.tencent");
+    assert_eq!(cvm["name_zh"], "云服务器");
+    assert_eq!(cvm["prefix_provenance"], "documented");
+    let types: Vec<&str> = cvm["event_types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["type"].as_str().unwrap())
+        .collect();
+    assert!(types.contains(&"cvm:ErrorEvent:DiskReadonly"), "{types:?}");
+    assert!(types.contains(&"cvm:ErrorEvent:GuestReboot"), "{types:?}");
+    let disk = &cvm["event_types"][types
+        .iter()
+        .position(|t| *t == "cvm:ErrorEvent:DiskReadonly")
+        .unwrap()];
+    assert_eq!(disk["name"], "DiskReadonly");
+    assert_eq!(disk["category"], "exception");
+    assert_eq!(disk["status"], "recoverable");
+    assert_eq!(disk["documented"], true);
+    assert!(
+        disk.get("sample_data").is_none(),
+        "the list is a summary: {disk}"
+    );
+    // Every product says where its prefix comes from, every type where its name does.
+    for p in products {
+        assert!(p["prefix_provenance"].is_string(), "{p}");
+        for t in p["event_types"].as_array().unwrap() {
+            assert!(
+                ["documented", "unofficial", "assumed"]
+                    .contains(&t["provenance"].as_str().unwrap()),
+                "{t}"
+            );
+        }
+    }
+    app.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_product_is_found_by_key_prefix_or_source_with_sample_data() {
+    let app = app().await;
+    let (status, oceanus) = app
+        .call_as(None, Method::GET, "/v1/catalog/oceanus", None)
+        .await
+        .status_json();
+    assert_eq!(status, StatusCode::OK, "{oceanus}");
+    assert_eq!(oceanus["key"], "oceanus");
+    let t = oceanus["event_types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "OceanusTaskmanagerLoadTooHigh")
+        .expect("the best practice's event");
+    assert!(t["sample_data"]["instanceId"].is_string(), "{t}");
+    assert_eq!(t["documented"], false, "the oceanus prefix is assumed");
+    assert!(oceanus["note"].as_str().unwrap().contains("assumed"));
+
+    for name in ["cdb", "cdb.cloud.tencent", "MySQL"] {
+        let (status, p) = app
+            .call_as(None, Method::GET, &format!("/v1/catalog/{name}"), None)
+            .await
+            .status_json();
+        assert_eq!(status, StatusCode::OK, "{name}: {p}");
+        assert_eq!(p["key"], "mysql", "{name}");
+    }
+    app.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_unknown_product_is_404_resource_not_found_product() {
+    let app = app().await;
+    let (status, body) = app
+        .call_as(None, Method::GET, "/v1/catalog/s3", None)
+        .await
+        .status_json();
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["error"]["code"], "ResourceNotFound.Product");
+    let msg = body["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("s3") && msg.contains("cvm"), "{msg}");
+    app.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_is_readable_by_every_role_but_needs_a_valid_token() {
+    let app = app_with_auth().await;
+    for token in [ADMIN, PRODUCER, CLOUD] {
+        let (status, _) = app
+            .call_as(Some(token), Method::GET, "/v1/catalog", None)
+            .await
+            .status_json();
+        assert_eq!(status, StatusCode::OK, "{token}");
+        let (status, _) = app
+            .call_as(Some(token), Method::GET, "/v1/catalog/cvm", None)
+            .await
+            .status_json();
+        assert_eq!(status, StatusCode::OK, "{token}");
+    }
+    let (status, body) = app
+        .call_as(None, Method::GET, "/v1/catalog", None)
+        .await
+        .status_json();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["code"], "AuthFailure.TokenMissing");
+    let (status, body) = app
+        .call_as(
+            Some("wrong-token-0123456789"),
+            Method::GET,
+            "/v1/catalog/cvm",
+            None,
+        )
+        .await
+        .status_json();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["code"], "AuthFailure.InvalidToken");
+    app.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_document_describes_the_catalog_routes() {
+    let app = app().await;
+    let (status, doc) = app
+        .call_as(None, Method::GET, "/v1/openapi.json", None)
+        .await
+        .status_json();
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        doc["paths"]["/v1/catalog"]["get"].is_object(),
+        "{}",
+        doc["paths"]
+    );
+    assert!(doc["paths"]["/v1/catalog/{product}"]["get"].is_object());
+    app.close().await;
+}
+
+// ----- simulated events into `default` ------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_simulated_event_type_is_accepted_into_default() {
+    let app = app_with_auth().await;
+    let mut sim = Simulator::new(11);
+    // Every type, three times (recoverable ones: an alarm, then alarms or recoveries).
+    let events: Vec<Value> = cloud::catalog()
+        .event_types()
+        .flat_map(|(p, t)| [sim.event(p, t), sim.event(p, t), sim.event(p, t)])
+        .collect();
+    let n = events.len();
+    let (status, body) = app
+        .call_as(
+            Some(CLOUD),
+            Method::POST,
+            "/v1/event-sets/default/events",
+            Some(Value::Array(events.clone())),
+        )
+        .await
+        .status_json();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["failed"], 0, "{body}");
+    let entries = body["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), n);
+    for (i, (e, ev)) in entries.iter().zip(&events).enumerate() {
+        assert_eq!(e["offset"], i, "{e}");
+        assert_eq!(e["id"], ev["id"], "{e}");
+    }
+    // Stored as sent.
+    let (status, stored) = app
+        .call_as(
+            Some(ADMIN),
+            Method::GET,
+            "/v1/event-sets/default/events?start=0&limit=5",
+            None,
+        )
+        .await
+        .status_json();
+    assert_eq!(status, StatusCode::OK, "{stored}");
+    assert_eq!(stored["events"][0]["type"], events[0]["type"]);
+    assert_eq!(stored["events"][0]["data"], events[0]["data"]);
+    assert_eq!(stored["events"][0]["status"], events[0]["status"]);
+
+    // A producer token may not write to `default`, simulated or not.
+    let (status, body) = app
+        .call_as(
+            Some(PRODUCER),
+            Method::POST,
+            "/v1/event-sets/default/events",
+            Some(events[0].clone()),
+        )
+        .await
+        .status_json();
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     app.close().await;
 }
