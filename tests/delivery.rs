@@ -123,18 +123,7 @@ async fn wait_status(
     what: &str,
     cond: impl Fn(&BindingStatus) -> bool,
 ) -> BindingStatus {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let s = status(f, id).await;
-        if cond(&s) {
-            return s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {s:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    common::wait_status(&f.engine, id, secs, what, cond).await
 }
 
 /// The common set-up: a fixture, a receiver, rule "all" (every `shop` event) and an http

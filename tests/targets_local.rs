@@ -132,18 +132,7 @@ async fn wait_status(
     what: &str,
     cond: impl Fn(&BindingStatus) -> bool,
 ) -> BindingStatus {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let s = f.engine.status(id).await.unwrap();
-        if cond(&s) {
-            return s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {s:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    common::wait_status(&f.engine, id, secs, what, cond).await
 }
 
 /// Every event stored in `set`, oldest first.

@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -529,18 +529,7 @@ async fn wait_status(
     what: &str,
     cond: impl Fn(&BindingStatus) -> bool,
 ) -> BindingStatus {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let s = f.engine.status(id).await.unwrap();
-        if cond(&s) {
-            return s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {s:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    common::wait_status(&f.engine, id, 15, what, cond).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

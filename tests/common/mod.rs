@@ -256,3 +256,26 @@ impl Drop for Server {
         }
     }
 }
+
+/// The binding's delivery status once `cond` holds (checked every 10 ms), failing the test
+/// after `secs` with `what` and the last status.
+pub async fn wait_status(
+    engine: &eventbus::delivery::Engine,
+    id: &eventbus::catalog::BindingId,
+    secs: u64,
+    what: &str,
+    cond: impl Fn(&eventbus::delivery::BindingStatus) -> bool,
+) -> eventbus::delivery::BindingStatus {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let s = engine.status(id).await.unwrap();
+        if cond(&s) {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
