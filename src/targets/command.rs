@@ -208,12 +208,11 @@ impl CommandTarget {
     }
 
     fn payload(&self, batch: &[Outgoing]) -> Vec<u8> {
-        let doc = match batch {
-            [one] if !self.batched => one.to_json(),
-            _ => Value::Array(batch.iter().map(Outgoing::to_json).collect()),
-        };
-        // Writing a Value into a Vec cannot fail.
-        let mut bytes = serde_json::to_vec(&doc).unwrap_or_default();
+        let mut bytes = Vec::new();
+        match batch {
+            [one] if !self.batched => one.write_json(&mut bytes),
+            _ => Outgoing::write_json_array(batch, &mut bytes),
+        }
         bytes.push(b'\n');
         bytes
     }

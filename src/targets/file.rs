@@ -258,8 +258,7 @@ impl Target for FileTarget {
         Box::pin(async move {
             let mut bytes = Vec::with_capacity(batch.len() * 256);
             for item in batch {
-                // Writing a Value into a Vec cannot fail.
-                let _ = serde_json::to_writer(&mut bytes, &item.to_json());
+                item.write_json(&mut bytes);
                 bytes.push(b'\n');
             }
             let root = self.root.clone();

@@ -538,13 +538,16 @@ fn render_transformed(
             }
             _ => {
                 headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CT_JSON));
-                one.to_json().to_string().into_bytes()
+                let mut body = Vec::new();
+                one.write_json(&mut body);
+                body
             }
         },
         batch => {
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CT_JSON));
-            let all: Vec<Value> = batch.iter().map(Outgoing::to_json).collect();
-            Value::Array(all).to_string().into_bytes()
+            let mut body = Vec::new();
+            Outgoing::write_json_array(batch, &mut body);
+            body
         }
     };
     Ok(Rendered { body, headers })
@@ -568,16 +571,10 @@ fn render(
             );
             body
         }
-        (HttpMode::Structured, events) => {
+        (HttpMode::Structured, _) => {
+            // Untransformed items: the events' structured-mode JSON.
             let mut body = Vec::new();
-            body.push(b'[');
-            for (i, event) in events.iter().enumerate() {
-                if i > 0 {
-                    body.push(b',');
-                }
-                write_structured(event, &mut body);
-            }
-            body.push(b']');
+            Outgoing::write_json_array(batch, &mut body);
             headers.insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static(CT_CLOUDEVENT_BATCH),
@@ -645,7 +642,7 @@ fn webhook_id(batch: &[Outgoing]) -> String {
 /// instead of being parsed into a `Value` and written again (the costly part for large
 /// payloads); it is only checked to be well-formed JSON, and damaged data falls back to
 /// [`Event::to_json`], which turns it into a string.
-fn write_structured(event: &Event, out: &mut Vec<u8>) {
+pub(crate) fn write_structured(event: &Event, out: &mut Vec<u8>) {
     if event.data.is_empty() || !is_json(&event.data) {
         write_json(out, &event.to_json());
         return;
@@ -696,7 +693,7 @@ fn write_data_value(event: &Event, out: &mut Vec<u8>) {
     }
 }
 
-fn write_json(out: &mut Vec<u8>, v: &Value) {
+pub(crate) fn write_json(out: &mut Vec<u8>, v: &Value) {
     // Writing a Value into a Vec cannot fail (no I/O, string keys only).
     let _ = serde_json::to_writer(out, v);
 }

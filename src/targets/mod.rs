@@ -110,6 +110,32 @@ impl Outgoing {
         }
     }
 
+    /// Writes [`Outgoing::to_json`] as compact JSON text, the same bytes as
+    /// `serde_json::to_vec(&self.to_json())`; an untransformed event is written without
+    /// building its JSON value first (its stored `data` is spliced in as it is).
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        match self.output.as_deref() {
+            Some(Output::Json(v)) => http::write_json(out, v),
+            Some(Output::Text(t)) => {
+                // Writing a string into a Vec cannot fail.
+                let _ = serde_json::to_writer(out, t);
+            }
+            None => http::write_structured(&self.event, out),
+        }
+    }
+
+    /// Writes `batch` as a JSON array of [`Outgoing::write_json`] items.
+    pub fn write_json_array(batch: &[Outgoing], out: &mut Vec<u8>) {
+        out.push(b'[');
+        for (i, item) in batch.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            item.write_json(out);
+        }
+        out.push(b']');
+    }
+
     /// The JSON document this item stands for: the transformation's output (a text output as
     /// a JSON string), else the event's CloudEvents JSON.
     pub fn to_json(&self) -> Value {
