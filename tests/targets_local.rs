@@ -99,6 +99,15 @@ fn target(bus: &EventBus, set: &str, rule: &str, mut body: Value) -> BindingId {
     BindingId::new(set, rule, &name)
 }
 
+/// Rule "all" (events from `shop`) on SET with a target of `body` (see [`target`]); returns
+/// once the engine runs the new binding.
+async fn bind(f: &Fixture, body: Value) -> BindingId {
+    rule(&f.bus, SET, "all", json!({"source": ["shop"]}));
+    let id = target(&f.bus, SET, "all", body);
+    f.engine.sync().await.unwrap();
+    id
+}
+
 /// Asserts that creating `body` on rule "all" of SET is refused at `path`.
 fn refused_at(bus: &EventBus, body: Value, path: &str) {
     let e = bus
@@ -180,14 +189,11 @@ fn commands(list: Vec<(&str, CommandConfig)>) -> TargetEnv {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_target_appends_one_json_line_per_event_under_the_file_root() {
     let f = fixture().await;
-    rule(&f.bus, SET, "all", json!({"source": ["shop"]}));
-    let id = target(
-        &f.bus,
-        SET,
-        "all",
+    let id = bind(
+        &f,
         json!({"name": "log", "type": "file", "file": {"path": "alerts/cvm.jsonl"}}),
-    );
-    f.engine.sync().await.unwrap();
+    )
+    .await;
     put(&f.bus, SET, (0..20).map(event).collect(), Producer::Custom).await;
     wait_status(&f, &id, 20, "20 delivered", |s| s.delivered == 20).await;
     // Delivered means written and fdatasynced: every line is there now.
@@ -211,15 +217,12 @@ async fn file_target_appends_one_json_line_per_event_under_the_file_root() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_target_rotates_at_max_bytes_and_keeps_max_files() {
     let f = fixture().await;
-    rule(&f.bus, SET, "all", json!({"source": ["shop"]}));
-    let id = target(
-        &f.bus,
-        SET,
-        "all",
+    let id = bind(
+        &f,
         json!({"name": "log", "type": "file", "ordered": true,
-               "file": {"path": "rot.jsonl", "max_bytes": 1000, "max_files": 2}}),
-    );
-    f.engine.sync().await.unwrap();
+           "file": {"path": "rot.jsonl", "max_bytes": 1000, "max_files": 2}}),
+    )
+    .await;
     put(&f.bus, SET, (0..40).map(event).collect(), Producer::Custom).await;
     wait_status(&f, &id, 20, "40 delivered", |s| s.delivered == 40).await;
     let root = f.bus.data_dir().join("target-files");
@@ -309,14 +312,11 @@ async fn command_target_gets_the_event_json_on_stdin() {
     cmd.args = vec!["first-arg".into()];
     cmd.env.insert("OUT".into(), out.display().to_string());
     let f = fixture_with(commands(vec![("save", cmd)]), false).await;
-    rule(&f.bus, SET, "all", json!({"source": ["shop"]}));
-    let id = target(
-        &f.bus,
-        SET,
-        "all",
+    let id = bind(
+        &f,
         json!({"name": "run", "type": "command", "command": {"name": "save"}}),
-    );
-    f.engine.sync().await.unwrap();
+    )
+    .await;
     put(&f.bus, SET, (0..5).map(event).collect(), Producer::Custom).await;
     wait_status(&f, &id, 30, "5 delivered", |s| s.delivered == 5).await;
     for i in 0..5 {
@@ -346,14 +346,11 @@ async fn command_target_failing_once_is_delivered_on_retry() {
         ),
     );
     let f = fixture_with(commands(vec![("flaky", CommandConfig::new(prog))]), false).await;
-    rule(&f.bus, SET, "all", json!({"source": ["shop"]}));
-    let id = target(
-        &f.bus,
-        SET,
-        "all",
+    let id = bind(
+        &f,
         json!({"name": "run", "type": "command", "command": {"name": "flaky"}}),
-    );
-    f.engine.sync().await.unwrap();
+    )
+    .await;
     put(&f.bus, SET, vec![event(7)], Producer::Custom).await;
     let s = wait_status(&f, &id, 30, "delivered on retry", |s| s.delivered == 1).await;
     assert_eq!(s.failed_attempts, 1);
@@ -692,14 +689,11 @@ async fn event_set_loop_within_the_dedup_window_ends_as_a_repeat() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn event_set_target_into_a_missing_set_is_dead_lettered() {
     let f = fixture().await;
-    rule(&f.bus, SET, "all", json!({"source": ["shop"]}));
-    let id = target(
-        &f.bus,
-        SET,
-        "all",
+    let id = bind(
+        &f,
         json!({"name": "fwd", "type": "event-set", "event-set": {"name": "nowhere"}}),
-    );
-    f.engine.sync().await.unwrap();
+    )
+    .await;
     put(&f.bus, SET, vec![event(1)], Producer::Custom).await;
     let s = wait_status(&f, &id, 20, "dead-lettered", |s| s.dead_lettered == 1).await;
     assert_eq!(s.failed_attempts, 1, "not retried");
