@@ -55,18 +55,7 @@ async fn fixture() -> Fixture {
 }
 
 fn rule(bus: &EventBus, name: &str, pattern: Value) {
-    bus.catalog()
-        .create_rule(
-            SET,
-            RuleSpec {
-                name: name.into(),
-                description: String::new(),
-                pattern,
-                enabled: true,
-                transform: None,
-            },
-        )
-        .unwrap();
+    common::create_rule(bus, SET, name, pattern);
 }
 
 /// An http target on `rule` with fast retries; `extra` is merged over the body.

@@ -19,7 +19,7 @@ use axum::http::{Request, StatusCode};
 use common::{Answer, Receiver};
 use eventbus::api::{ApiOptions, AppState, router};
 use eventbus::bus::{BusConfig, EventBus, Producer, PutEntry};
-use eventbus::catalog::{BindingId, RulePatch, RuleSpec, SetPatch};
+use eventbus::catalog::{BindingId, RulePatch, SetPatch};
 use eventbus::config::now_ms;
 use eventbus::delivery::{BindingState, BindingStatus, Engine, EngineOptions, SeekTo};
 use eventbus::store::ReadOutcome;
@@ -102,18 +102,7 @@ impl Node {
         what: &str,
         cond: impl Fn(&BindingStatus) -> bool,
     ) -> BindingStatus {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let s = self.status(id).await;
-            if cond(&s) {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}: {s:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        common::wait_status(&self.engine, id, secs, what, cond).await
     }
 
     /// `lost_to_retention` of the binding as `Engine::metrics` reports it (what `GET /metrics`
@@ -142,19 +131,7 @@ impl Node {
     }
 
     fn rule(&self, name: &str, pattern: Value) {
-        self.bus
-            .catalog()
-            .create_rule(
-                SET,
-                RuleSpec {
-                    name: name.into(),
-                    description: String::new(),
-                    pattern,
-                    enabled: true,
-                    transform: None,
-                },
-            )
-            .unwrap();
+        common::create_rule(&self.bus, SET, name, pattern);
     }
 
     fn enable(&self, rule: &str, enabled: bool) {

@@ -16,7 +16,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use eventbus::api::{ApiOptions, AppState, router};
 use eventbus::bus::{BusConfig, EventBus, Producer, PutEntry};
-use eventbus::catalog::{BindingId, RuleSpec};
+use eventbus::catalog::BindingId;
 use eventbus::config::CommandConfig;
 use eventbus::delivery::{BindingState, BindingStatus, Engine, EngineOptions};
 use eventbus::targets::TargetEnv;
@@ -69,18 +69,7 @@ async fn fixture() -> Fixture {
 }
 
 fn rule(bus: &EventBus, set: &str, name: &str, pattern: Value) {
-    bus.catalog()
-        .create_rule(
-            set,
-            RuleSpec {
-                name: name.into(),
-                description: String::new(),
-                pattern,
-                enabled: true,
-                transform: None,
-            },
-        )
-        .unwrap();
+    common::create_rule(bus, set, name, pattern);
 }
 
 /// A target of `body` (merged over fast retries and `start: earliest`) on `set`/`rule`.

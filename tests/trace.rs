@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{Answer, Receiver};
 use eventbus::bus::{BusConfig, EventBus, Producer};
-use eventbus::catalog::{RulePatch, RuleSpec};
+use eventbus::catalog::RulePatch;
 use eventbus::delivery::{Engine, EngineOptions, EventTraceView, ReplayRequest, TargetTrace};
 use serde_json::{Value, json};
 
@@ -37,18 +37,7 @@ fn open(dir: &std::path::Path, trace_retention: Duration) -> (Arc<EventBus>, Eng
 }
 
 fn rule(bus: &EventBus, name: &str, kind: &str) {
-    bus.catalog()
-        .create_rule(
-            SET,
-            RuleSpec {
-                name: name.into(),
-                description: String::new(),
-                pattern: json!({"type": [kind]}),
-                enabled: true,
-                transform: None,
-            },
-        )
-        .unwrap();
+    common::create_rule(bus, SET, name, json!({"type": [kind]}));
 }
 
 fn hook(bus: &EventBus, rx: &Receiver, rule: &str, name: &str, attempts: u32, extra: Value) {

@@ -257,6 +257,22 @@ impl Drop for Server {
     }
 }
 
+/// Creates rule `name` with `pattern` (enabled, no transform) on `set`.
+pub fn create_rule(bus: &eventbus::bus::EventBus, set: &str, name: &str, pattern: Value) {
+    bus.catalog()
+        .create_rule(
+            set,
+            eventbus::catalog::RuleSpec {
+                name: name.into(),
+                description: String::new(),
+                pattern,
+                enabled: true,
+                transform: None,
+            },
+        )
+        .unwrap();
+}
+
 /// The binding's delivery status once `cond` holds (checked every 10 ms), failing the test
 /// after `secs` with `what` and the last status.
 pub async fn wait_status(
