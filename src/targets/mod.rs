@@ -77,6 +77,31 @@ pub(crate) fn refuse(path: &str, message: impl Into<String>) -> Error {
     )
 }
 
+/// Test helper: the path of a [`refuse`]d setting in `result`, after checking that the
+/// message leaks none of `secrets`; panics on anything else.
+#[cfg(test)]
+pub(crate) fn refused_path<T: std::fmt::Debug>(
+    result: Result<T>,
+    settings: &serde_json::Value,
+    secrets: &[&str],
+) -> String {
+    match result {
+        Err(Error::Rejected {
+            kind: RejectKind::Invalid,
+            code,
+            path: Some(path),
+            message,
+        }) => {
+            assert_eq!(code, crate::catalog::codes::INVALID_TARGET_DESCRIPTION);
+            for leak in secrets {
+                assert!(!message.contains(leak), "{message}");
+            }
+            path
+        }
+        other => panic!("expected a rejection for {settings}, got {other:?}"),
+    }
+}
+
 impl std::fmt::Display for SendError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)
