@@ -240,18 +240,7 @@ async fn replay_retries_failures_and_dead_letters_what_never_succeeds() {
             Answer::ok()
         }
     });
-    engine
-        .create_replay(
-            SET,
-            ReplayRequest {
-                name: "again".into(),
-                start_ms: 0,
-                end_ms: eventbus::config::now_ms() + 1,
-                rules: None,
-            },
-        )
-        .await
-        .unwrap();
+    common::replay_everything(&engine, SET, "again").await;
     let done = wait_replay(&engine, "again", 20, |s| s.state.is_final()).await;
     assert_eq!(done.state, ReplayState::Completed, "{done:?}");
     assert_eq!((done.total, done.replayed), (Some(6), 6));
@@ -389,18 +378,7 @@ async fn replay_applies_the_rule_transformation() {
     put(&bus, 0..3, "paid").await;
     rx.wait_until(20, "3 live deliveries", |r| r.accepted("shaped").len() >= 3)
         .await;
-    engine
-        .create_replay(
-            SET,
-            ReplayRequest {
-                name: "again".into(),
-                start_ms: 0,
-                end_ms: eventbus::config::now_ms() + 1,
-                rules: None,
-            },
-        )
-        .await
-        .unwrap();
+    common::replay_everything(&engine, SET, "again").await;
     wait_replay(&engine, "again", 20, |s| s.state == ReplayState::Completed).await;
     let mut bodies: Vec<Value> = rx
         .accepted("shaped")

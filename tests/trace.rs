@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::{Answer, Receiver};
 use eventbus::bus::{BusConfig, EventBus, Producer};
 use eventbus::catalog::RulePatch;
-use eventbus::delivery::{Engine, EngineOptions, EventTraceView, ReplayRequest, TargetTrace};
+use eventbus::delivery::{Engine, EngineOptions, EventTraceView, TargetTrace};
 use serde_json::{Value, json};
 
 const SET: &str = "orders";
@@ -235,18 +235,7 @@ async fn trace_shows_pending_events_replays_and_expires() {
     .await;
 
     // A replay's attempt shows beside the live one.
-    engine
-        .create_replay(
-            SET,
-            ReplayRequest {
-                name: "again".into(),
-                start_ms: 0,
-                end_ms: eventbus::config::now_ms() + 1,
-                rules: None,
-            },
-        )
-        .await
-        .unwrap();
+    common::replay_everything(&engine, SET, "again").await;
     let t = wait_trace(&bus, &engine, "p-1", "the replay's attempt", |t| {
         t.rules[0]
             .targets

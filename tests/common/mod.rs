@@ -273,6 +273,22 @@ pub fn create_rule(bus: &eventbus::bus::EventBus, set: &str, name: &str, pattern
         .unwrap();
 }
 
+/// Starts replay `name` of every event stored in `set` so far, to all of the set's rules.
+pub async fn replay_everything(engine: &eventbus::delivery::Engine, set: &str, name: &str) {
+    engine
+        .create_replay(
+            set,
+            eventbus::delivery::ReplayRequest {
+                name: name.into(),
+                start_ms: 0,
+                end_ms: eventbus::config::now_ms() + 1,
+                rules: None,
+            },
+        )
+        .await
+        .unwrap();
+}
+
 /// The binding's delivery status once `cond` holds (checked every 10 ms), failing the test
 /// after `secs` with `what` and the last status.
 pub async fn wait_status(
